@@ -1,0 +1,82 @@
+"""GRU over a whole chunk, forward and backward (BPTT) as a pair; torch.nn.GRU's equations.
+
+The fused 3H axis holds the gates in the order r, z, n. b_hn stays inside the reset product:
+    gi = W_ih x + b_ih            gh = W_hh h_{t-1} + b_hh
+    r = sigmoid(gi_r + gh_r)      z = sigmoid(gi_z + gh_z)
+    n = tanh(gi_n + r * gh_n)     h_t = (1 - z) * n + z * h_{t-1}
+sigmoid(x) = (tanh(x / 2) + 1) / 2; the r and z columns are pre-scaled by 1/2 once per chunk.
+Time-major arrays: xs (T, B, 3H), hs (T, B, H); state (h,) with h (B, H).
+"""
+
+import numpy as np
+
+
+def fold_input(xp, b_hh):
+    """Adds b_hr and b_hz (outside the reset product), pre-scales r and z; in place."""
+    H = xp.shape[-1] // 3
+    xp[..., :2 * H] += b_hh[:2 * H]
+    xp[..., :2 * H] *= 0.5
+    return xp
+
+
+def forward(xs, state, w_hh, b_hh, activation=None):
+    """xs: (T, B, 3H) folded input. Returns hs (T, B, H), the final state and the cache."""
+    (h0,) = state
+    T, B, G = xs.shape
+    H = G // 3
+    w_scaled = w_hh.T.copy()                   # (H, 3H)
+    w_scaled[:, :2 * H] *= 0.5
+    b_hn = b_hh[2 * H:]
+    gh_n = np.empty((T, B, H), xs.dtype)       # W_hn h + b_hn, needed for dr
+    rz = np.empty((T, B, 2 * H), xs.dtype)     # r and z values
+    ns = np.empty((T, B, H), xs.dtype)
+    hs = np.empty((T, B, H), xs.dtype)
+    gh = np.empty((B, 3 * H), xs.dtype)
+    h = h0
+    for t in range(T):
+        np.matmul(h, w_scaled, out=gh)
+        np.add(gh[:, :2 * H], xs[t, :, :2 * H], out=rz[t])
+        np.tanh(rz[t], out=rz[t])
+        rz[t] *= 0.5
+        rz[t] += 0.5
+        np.add(gh[:, 2 * H:], b_hn, out=gh_n[t])
+        n = ns[t]
+        np.multiply(rz[t, :, :H], gh_n[t], out=n)
+        n += xs[t, :, 2 * H:]
+        np.tanh(n, out=n)
+        np.subtract(h, n, out=hs[t])           # h_t = n + z * (h_{t-1} - n)
+        hs[t] *= rz[t, :, H:]
+        hs[t] += n
+        h = hs[t]
+    return hs, (h.copy(),), (h0, rz, ns, gh_n, hs, w_hh)
+
+
+def backward(dhs, dstate, cache):
+    """dhs: (T, B, H). Returns dxp (T, B, 3H), dw_hh (3H, H), db_hh (3H,), dstate0."""
+    h0, rz, ns, gh_n, hs, w_hh = cache
+    T, B, H = hs.shape
+    r, z = rz[..., :H], rz[..., H:]
+    h_prev = np.concatenate([h0[None], hs[:-1]])              # (T, B, H)
+    # Factors that depend only on forward values, for the whole chunk at once.
+    dn_from_h = (1 - z) * (1 - ns * ns)                       # d a_n / d h_t
+    dz_from_h = (h_prev - ns) * z * (1 - z)                   # d a_z / d h_t
+    dr_from_n = gh_n * r * (1 - r)                            # d a_r / d a_n
+
+    dgi = np.empty((T, B, 3 * H), hs.dtype)                   # gradient of W_ih x + b_ih
+    dgh = np.empty((T, B, 3 * H), hs.dtype)                   # gradient of W_hh h + b_hh
+    (dh_rec,) = (s.copy() for s in dstate)
+    dh = np.empty((B, H), hs.dtype)
+    tmp = np.empty((B, H), hs.dtype)
+    for t in range(T - 1, -1, -1):
+        np.add(dhs[t], dh_rec, out=dh)
+        np.multiply(dh, dn_from_h[t], out=dgi[t, :, 2 * H:])
+        np.multiply(dh, dz_from_h[t], out=dgi[t, :, H:2 * H])
+        np.multiply(dgi[t, :, 2 * H:], dr_from_n[t], out=dgi[t, :, :H])
+        dgh[t, :, :2 * H] = dgi[t, :, :2 * H]
+        np.multiply(dgi[t, :, 2 * H:], r[t], out=dgh[t, :, 2 * H:])
+        np.matmul(dgh[t], w_hh, out=dh_rec)
+        np.multiply(dh, z[t], out=tmp)                        # the direct path z * h_{t-1}
+        dh_rec += tmp
+    dw_hh = dgh.reshape(-1, 3 * H).T @ h_prev.reshape(-1, H)
+    db_hh = dgh.sum(axis=(0, 1))
+    return dgi, dw_hh, db_hh, (dh_rec,)

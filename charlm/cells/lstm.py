@@ -1,0 +1,98 @@
+"""LSTM over a whole chunk, forward and backward (BPTT) as a pair; torch.nn.LSTM's equations.
+
+The fused 4H axis holds the gates in the order i, f, g, o:
+    a = W_ih x + b_ih + W_hh h_{t-1} + b_hh
+    i, f, o = sigmoid(a_i), sigmoid(a_f), sigmoid(a_o)     g = tanh(a_g)
+    c_t = f * c_{t-1} + i * g                               h_t = o * tanh(c_t)
+sigmoid(x) = (tanh(x / 2) + 1) / 2, so all four gates take one tanh call per step: the
+sigmoid columns of the input and of W_hh are pre-scaled by 1/2 once per chunk.
+Time-major arrays: xs (T, B, 4H), hs (T, B, H); state (h, c), each (B, H).
+"""
+
+import numpy as np
+
+from charlm.layers import recurrent_weight_grad
+
+
+def _gate_scale(H, dtype):
+    """(4H,) 0.5 on the sigmoid gates i, f, o and 1 on g."""
+    scale = np.full(4 * H, 0.5, dtype)
+    scale[2 * H:3 * H] = 1
+    return scale
+
+
+def fold_input(xp, b_hh):
+    """Adds b_hh (outside every nonlinearity) and applies the sigmoid pre-scale, in place."""
+    xp += b_hh
+    xp *= _gate_scale(xp.shape[-1] // 4, xp.dtype)
+    return xp
+
+
+def forward(xs, state, w_hh, b_hh, activation=None):
+    """xs: (T, B, 4H) folded input. Returns hs (T, B, H), the final (h, c) and the cache."""
+    h0, c0 = state
+    T, B, G = xs.shape
+    H = G // 4
+    scale = _gate_scale(H, xs.dtype)
+    shift = 1 - scale                          # (4H,) 0.5 on sigmoid gates, 0 on g
+    w_scaled = w_hh.T * scale                  # (H, 4H), pre-scaled like xs
+    acts = np.empty_like(xs)                   # (T, B, 4H) gate values i, f, g, o
+    cs = np.empty((T, B, H), xs.dtype)
+    tanh_cs = np.empty((T, B, H), xs.dtype)
+    hs = np.empty((T, B, H), xs.dtype)
+    ig = np.empty((B, H), xs.dtype)
+    h, c = h0, c0
+    for t in range(T):
+        a = acts[t]
+        np.matmul(h, w_scaled, out=a)
+        a += xs[t]
+        np.tanh(a, out=a)
+        a *= scale                             # tanh(x/2)/2 + 1/2 = sigmoid(x) on i, f, o
+        a += shift
+        np.multiply(a[:, H:2 * H], c, out=cs[t])
+        np.multiply(a[:, :H], a[:, 2 * H:3 * H], out=ig)
+        cs[t] += ig
+        c = cs[t]
+        np.tanh(c, out=tanh_cs[t])
+        np.multiply(a[:, 3 * H:], tanh_cs[t], out=hs[t])
+        h = hs[t]
+    cache = (h0, c0, acts, cs, tanh_cs, hs, w_hh)
+    return hs, (h.copy(), c.copy()), cache
+
+
+def backward(dhs, dstate, cache):
+    """dhs: (T, B, H); dstate: gradient into the final (h, c).
+
+    Returns dxp (T, B, 4H) for the input projection, dw_hh (4H, H), db_hh (4H,) and the
+    gradient for the initial (h0, c0).
+    """
+    h0, c0, acts, cs, tanh_cs, hs, w_hh = cache
+    T, B, H = hs.shape
+    i, f, g, o = (acts[..., k * H:(k + 1) * H] for k in range(4))
+    c_prev = np.concatenate([c0[None], cs[:-1]])              # (T, B, H)
+    # Every factor that depends only on the forward values is computed for the whole chunk at
+    # once, so the time loop keeps only the terms that carry the recurrence.
+    local = np.empty_like(acts)                               # (T, B, 4H) d a / d(dc or dh)
+    local[..., :H] = g * i * (1 - i)
+    local[..., H:2 * H] = c_prev * f * (1 - f)
+    local[..., 2 * H:3 * H] = i * (1 - g * g)
+    local[..., 3 * H:] = tanh_cs * o * (1 - o)
+    dc_from_h = o * (1 - tanh_cs * tanh_cs)                   # (T, B, H)
+    local3 = local.reshape(T, B, 4, H)[:, :, :3]              # the gates driven by dc
+
+    da = np.empty_like(acts)                                  # (T, B, 4H)
+    da3 = da.reshape(T, B, 4, H)[:, :, :3]
+    dh_rec, dc = (s.copy() for s in dstate)
+    dh = np.empty((B, H), hs.dtype)
+    tmp = np.empty((B, H), hs.dtype)
+    for t in range(T - 1, -1, -1):
+        np.add(dhs[t], dh_rec, out=dh)                        # from the output and from t + 1
+        np.multiply(dh, dc_from_h[t], out=tmp)
+        dc += tmp
+        np.multiply(dc[:, None, :], local3[t], out=da3[t])    # a_i, a_f, a_g
+        np.multiply(dh, local[t, :, 3 * H:], out=da[t, :, 3 * H:])  # a_o
+        np.matmul(da[t], w_hh, out=dh_rec)
+        dc *= f[t]
+    dw_hh = recurrent_weight_grad(da, hs, h0)
+    db_hh = da.sum(axis=(0, 1))
+    return da, dw_hh, db_hh, (dh_rec, dc)

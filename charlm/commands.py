@@ -1,0 +1,315 @@
+"""What each CLI command does once its options are parsed: call the library, render the result.
+
+Kept apart from cli.py so that `charlm --help` never imports numpy; this is still the CLI
+layer (the only one, with cli.py, that prints or imports rich and tqdm).
+"""
+
+import json
+import math
+import os
+import signal
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from charlm import bundle, data, evaluate, loss
+from charlm.errors import CheckpointError, CorpusError, UsageError
+from charlm.train import TrainConfig, Trainer, prepare_out_dir
+
+err_console = Console(stderr=True)
+
+
+# ---- train ----------------------------------------------------------------------------------
+
+def run_train(corpus_paths, given, limits, *, order, out, resume, force, encoding_errors, quiet):
+    if given.get("cell") == "ngram":
+        from charlm import ngram_bundle
+        return ngram_bundle.run_train_ngram(corpus_paths, given, order, out, force,
+                                            encoding_errors, quiet)
+    corpus = data.read_corpus(corpus_paths, encoding_errors)
+    for warning in corpus.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    ckpt = None
+    if resume is not None:
+        ckpt, vocab = bundle.load(resume)
+        if ckpt.config.get("model", {}).get("cell") == "ngram":
+            raise UsageError(f"{resume} is an n-gram model; there is nothing to resume")
+        tcfg = _resumed_config(ckpt, given, limits, resume)
+        if vocab != corpus.vocab or ckpt.config["data"]["fingerprint"] != corpus.fingerprint:
+            raise CorpusError(f"the corpus differs from the one {resume} was trained on "
+                              "(size, content or vocabulary); resume with the same corpus")
+        out = out or Path(resume).parent
+    else:
+        tcfg = TrainConfig(**given, **{k: v for k, v in limits.items() if v is not None})
+        vocab = corpus.vocab
+        out = out or Path("runs") / Path(corpus_paths[0]).stem
+    if Path(out).resolve() in {Path(p).resolve() for p in corpus_paths}:
+        raise UsageError(f"--out {out} is the corpus itself; choose a directory for the run")
+    train_ids, val_ids = data.split_train_val(corpus.ids, tcfg.val_frac)
+    data_info = {"fingerprint": corpus.fingerprint, "train_chars": int(len(train_ids)),
+                 "val_chars": int(len(val_ids))}
+    lock = prepare_out_dir(out, fresh=resume is None, force=force)
+    try:
+        trainer = Trainer(tcfg, vocab, train_ids, val_ids, out, data_info, resume=ckpt)
+        _train_with_progress(trainer, tcfg, vocab, corpus, quiet)
+    finally:
+        lock.close()
+
+
+def _resumed_config(ckpt, given, limits, resume):
+    saved = ckpt.config["train"]
+    known = {f.name for f in fields(TrainConfig)}
+    conflicts = [f"--{k.replace('_', '-')} {v} (checkpoint: {saved.get(k)})"
+                 for k, v in given.items() if saved.get(k) != v]
+    if conflicts:
+        raise UsageError(f"{resume} was trained with other settings: {', '.join(conflicts)}; "
+                         "drop these options to resume it")
+    values = {k: v for k, v in saved.items() if k in known}
+    values.update({k: v for k, v in limits.items() if v is not None})
+    return TrainConfig(**values)
+
+
+def _train_with_progress(trainer, tcfg, vocab, corpus, quiet):
+    from tqdm import tqdm
+
+    def on_signal(signum, frame):
+        if trainer.stop_signal is None:
+            trainer.stop_signal = signum            # acted on at the next step boundary
+        else:
+            raise KeyboardInterrupt                 # a second signal: stop now, save nothing
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    bar, summary = None, None
+    err_console.print(
+        f"training a {tcfg.layers}-layer {tcfg.cell.upper()} (hidden {tcfg.hidden}, "
+        f"{trainer.parameter_count():,} parameters) on {corpus.fingerprint['chars']:,} characters, "
+        f"vocabulary {vocab.size}; batch {tcfg.batch_size} x {tcfg.seq_len}; "
+        f"run directory {trainer.out}", highlight=False)
+    val_text = "-"
+    try:
+        for event in trainer.run():
+            kind = event["event"]
+            if kind == "start" and not quiet:
+                total = event["total_steps"] or None
+                unit = "step" if total else "s"
+                if tcfg.time_budget and not total:
+                    total = tcfg.time_budget
+                bar = tqdm(total=total, unit=unit, dynamic_ncols=True, file=sys.stderr,
+                           initial=0, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} "
+                           "[{elapsed}<{remaining}{postfix}]")
+            elif kind == "step" and bar is not None:
+                bar.n = event["step"] if trainer.total_steps else min(event["elapsed"], bar.total)
+                bar.set_postfix_str(f"loss {event['loss']:.3f}, val {val_text}, "
+                                    f"{event['chars_per_s'] / 1000:.1f}k chars/s", refresh=False)
+                bar.refresh()
+            elif kind == "eval":
+                if event["val_loss"] is not None:
+                    val_text = f"{event['val_loss']:.3f}"
+            elif kind == "complete":
+                err_console.print(f"already complete at step {event['step']}; nothing to do")
+            elif kind == "interrupted":
+                if bar is not None:
+                    bar.close()
+                name = signal.Signals(event["signal"]).name
+                err_console.print(f"{name}: saved step {event['step']} to {event['path']}; "
+                                  f"continue with --resume {event['path']}", highlight=False)
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
+                from charlm.cli import _reraise_default
+                _reraise_default(event["signal"])
+            elif kind == "early_stop":
+                err_console.print(f"stopping early at step {event['step']}: validation loss has "
+                                  f"not improved for {tcfg.patience} evaluations")
+            elif kind == "done":
+                summary = event
+    finally:
+        if bar is not None:
+            bar.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if summary is not None:
+        _print_train_summary(summary, trainer)
+
+
+def _print_train_summary(s, trainer):
+    table = Table(title="training summary", show_header=False)
+    table.add_row("parameters", f"{s['parameters']:,}")
+    table.add_row("steps", f"{s['step']:,}")
+    table.add_row("time", f"{s['elapsed']:.1f} s")
+    for label, nats in (("last val", s["last_val"]), ("best val", s["best_val"])):
+        if nats is not None:
+            table.add_row(label, f"{nats:.4f} nats/char, {loss.bits_per_char(nats):.4f} bits/char, "
+                                 f"perplexity {loss.perplexity(nats):.3f}")
+    if s["skipped"]:
+        table.add_row("skipped steps", str(s["skipped"]))
+    table.add_row("checkpoints", f"{trainer.out / 'last.npz'}, {trainer.out / 'best.npz'}")
+    Console(stderr=True).print(table)
+
+
+# ---- loading any checkpoint -----------------------------------------------------------------
+
+def load_any(path):
+    """A model wrapper with .vocab, .config, .score(ids, streams), .stepper(), for any cell."""
+    ckpt, vocab = bundle.load(path)
+    if ckpt.config["model"]["cell"] == "ngram":
+        from charlm import ngram_bundle
+        return ngram_bundle.NGramWrapper(ckpt, vocab)
+    return NeuralWrapper(ckpt, vocab)
+
+
+class NeuralWrapper:
+    def __init__(self, ckpt, vocab):
+        self.path, self.config, self.vocab = ckpt.path, ckpt.config, vocab
+        self.mcfg = bundle.model_config_from(ckpt.config)
+        self.params, _, _ = bundle.split_arrays(ckpt, self.mcfg)
+        self.parameters = sum(int(v.size) for v in self.params.values())
+
+    def score(self, ids, streams=1):
+        return evaluate.score_ids(self.params, self.mcfg, ids, streams)
+
+    def stepper(self):
+        from charlm.sample import Stepper
+        return Stepper(self.params, self.mcfg)
+
+
+# ---- sample ---------------------------------------------------------------------------------
+
+def run_sample(path, prime, length, temperature, top_k, top_p, seed, unknown):
+    from charlm.sample import generate
+    lm = load_any(path)
+    vocab = lm.vocab
+    if top_k > vocab.size:
+        top_k = 0
+    if prime:
+        prime_ids, skipped = vocab.encode(prime, unknown=unknown)
+        if len(prime_ids) == 0:
+            raise CorpusError("no character of --prime is in the model's vocabulary; "
+                              "give a prime made of characters from the training text")
+    else:
+        start = next((c for c in ("\n", " ") if vocab.index(c) is not None), vocab.char(0))
+        prime_ids = np.array([vocab.index(start)])
+    rng = np.random.default_rng(seed)
+    out = sys.stdout
+    interactive = out.isatty()
+    out.write(prime if prime and unknown == "error" else vocab.decode(prime_ids) if prime else "")
+    out.flush()
+    try:
+        for char_id in generate(lm.stepper(), [int(i) for i in prime_ids], length, rng,
+                                temperature, top_k, top_p):
+            ch = vocab.char(char_id)
+            out.write(ch)
+            if interactive or ch == "\n":
+                out.flush()
+    except FloatingPointError:
+        raise CheckpointError(f"{path}: the model produced non-finite probabilities; "
+                              "the checkpoint is unusable") from None
+    except KeyboardInterrupt:
+        pass
+    out.write("\n")
+    out.flush()
+
+
+# ---- eval -----------------------------------------------------------------------------------
+
+def run_eval(path, files, corpus_paths, split, val_frac, streams, compare, unknown, as_json):
+    if files and corpus_paths:
+        raise UsageError("give text FILES or --corpus, not both")
+    if not files and not corpus_paths:
+        raise UsageError("nothing to score: give text FILES, or --corpus FILE --split val")
+    models = [load_any(p) for p in [path, *compare]]
+    results = []
+    for lm in models:
+        texts, skipped = _texts_for(lm, files, corpus_paths, split, val_frac, unknown)
+        nll, count = 0.0, 0
+        for ids in texts:
+            n, c = lm.score(ids, streams)
+            nll, count = nll + n, count + c
+        if count == 0:
+            raise CorpusError("the text has fewer than two characters; nothing to predict")
+        result = evaluate.summarize(nll, count)
+        if unknown == "skip":
+            result["skipped"] = skipped
+        results.append((lm, result))
+    if as_json:
+        if compare:
+            print(json.dumps([{"checkpoint": str(lm.path), **r} for lm, r in results], indent=2))
+        else:
+            print(json.dumps(results[0][1], indent=2))
+        return
+    table = Table(title="perplexity")
+    for column in ("checkpoint", "model", "predictions", "nats/char", "bits/char", "perplexity"):
+        table.add_column(column, justify="left" if column in ("checkpoint", "model") else "right")
+    for lm, r in results:
+        table.add_row(str(lm.path), _describe(lm.config), f"{r['chars']:,}",
+                      f"{r['nats_per_char']:.4f}", f"{r['bits_per_char']:.4f}",
+                      f"{r['perplexity']:.3f}")
+    Console().print(table)
+    if any(r.get("skipped") for _, r in results):
+        Console().print(f"skipped unknown characters: {results[0][1]['skipped']:,}")
+
+
+def _describe(config):
+    m = config["model"]
+    if m["cell"] == "ngram":
+        return f"{m['order']}-gram Kneser-Ney"
+    return f"{m['layers']}x{m['hidden']} {m['cell'].upper()}"
+
+
+def _texts_for(lm, files, corpus_paths, split, val_frac, unknown):
+    """The id arrays to score, in the model's vocabulary, and how many characters were skipped."""
+    vocab = lm.vocab
+    if files:
+        texts, skipped = [], 0
+        for f in files:
+            ids, n = data.encode_file(f, vocab, unknown=unknown)
+            texts.append(ids)
+            skipped += n
+        return texts, skipped
+    corpus = data.read_corpus(corpus_paths)
+    if val_frac is None:
+        val_frac = lm.config.get("train", {}).get("val_frac", 0.1)
+    train_ids, val_ids = data.split_train_val(corpus.ids, val_frac)
+    chosen = {"val": val_ids, "train": train_ids, "all": corpus.ids}[split]
+    # the corpus has its own vocabulary: re-encode its code points in the model's
+    ids, skipped = vocab.encode_codepoints(corpus.vocab.codepoints[chosen], unknown)
+    return [ids], skipped
+
+
+# ---- info -----------------------------------------------------------------------------------
+
+def run_info(path, as_json):
+    lm = load_any(path)
+    config = lm.config
+    progress = config.get("progress", {})
+    report = {"checkpoint": str(path), "model": config["model"],
+              "parameters": lm.parameters, "vocab_size": lm.vocab.size,
+              "step": progress.get("step"), "epoch": progress.get("epoch"),
+              "best_val": progress.get("best_val"), "last_val": progress.get("last_val"),
+              "train": config.get("train"), "data": config.get("data"),
+              "format_version": bundle.FORMAT_VERSION, "charlm_version": config.get("charlm_version")}
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    table = Table(title=str(path), show_header=False)
+    table.add_row("model", _describe(config))
+    for key in ("parameters", "vocab_size", "step", "epoch"):
+        if report[key] is not None:
+            table.add_row(key.replace("_", " "), f"{report[key]:,}")
+    for key in ("best_val", "last_val"):
+        nats = report[key]
+        if nats is not None:
+            table.add_row(key.replace("_", " "), f"{nats:.4f} nats/char "
+                          f"({loss.bits_per_char(nats):.4f} bits/char, ppl {math.exp(nats):.3f})")
+    for section in ("model", "train"):
+        for k, v in (config.get(section) or {}).items():
+            table.add_row(f"{section}.{k}", str(v))
+    if config.get("data"):
+        fp = config["data"].get("fingerprint", {})
+        table.add_row("corpus", f"{fp.get('chars', 0):,} characters, sha256 {str(fp.get('sha256'))[:16]}…")
+    Console().print(table)
+
+
+

@@ -1,0 +1,139 @@
+"""Autoregressive sampling: a single-step forward path with every weight folded and laid out
+once, then draw, feed the character back in, repeat.
+
+Dimensions: V vocabulary, H hidden size, G gates. Batch size is 1, so every array is a vector.
+"""
+
+import numpy as np
+
+from charlm.cells import GATES
+
+
+class Stepper:
+    """Runs the model one character at a time; the state lives in preallocated vectors."""
+
+    def __init__(self, params, cfg):
+        self.cfg = cfg
+        G, H = GATES[cfg.cell], cfg.hidden
+        dtype = params["head.weight"].dtype
+        self.scale = _gate_scale(cfg.cell, H, dtype)         # (G*H,) sigmoid pre-scale
+        self.tables, self.w_ih, self.w_hh, self.b_hn = [], [], [], []
+        for k in range(cfg.layers):
+            w_ih, w_hh = params[f"rnn.weight_ih_l{k}"], params[f"rnn.weight_hh_l{k}"]
+            b_ih, b_hh = params[f"rnn.bias_ih_l{k}"], params[f"rnn.bias_hh_l{k}"]
+            bias = b_ih + b_hh
+            if cfg.cell == "gru":
+                bias[2 * H:] = b_ih[2 * H:]                  # b_hn stays inside the reset product
+                self.b_hn.append(b_hh[2 * H:].copy())
+            if k == 0:
+                self.tables.append((w_ih.T + bias) * self.scale)          # (V, G*H)
+            else:
+                self.w_ih.append(np.ascontiguousarray(w_ih.T * self.scale))  # (H, G*H)
+                self.tables.append(bias * self.scale)
+            w_hh_t = w_hh.T * self.scale
+            if cfg.cell == "gru":
+                w_hh_t[:, 2 * H:] = w_hh.T[:, 2 * H:]
+            self.w_hh.append(np.ascontiguousarray(w_hh_t))  # (H, G*H)
+        self.head_w = np.ascontiguousarray(params["head.weight"].T)   # (H, V)
+        self.head_b = params["head.bias"].copy()
+        self.shift = (1 - self.scale) if cfg.cell != "rnn" else None
+        self.h = [np.zeros(H, dtype) for _ in range(cfg.layers)]
+        self.c = [np.zeros(H, dtype) for _ in range(cfg.layers)]
+        self.a = np.empty(G * H, dtype)
+        self.tmp = np.empty(H, dtype)
+        self.logits = np.empty(cfg.vocab_size, dtype)
+
+    def reset(self):
+        for v in self.h + self.c:
+            v[:] = 0
+
+    def step(self, char_id):
+        """Feed one id; returns the logits (V,) for the next character (a reused buffer)."""
+        cfg, H, a = self.cfg, self.cfg.hidden, self.a
+        for k in range(cfg.layers):
+            h = self.h[k]
+            if k == 0:
+                xs = self.tables[0][char_id]
+            else:
+                xs = self.h[k - 1] @ self.w_ih[k - 1]
+                xs += self.tables[k]
+            if cfg.cell == "rnn":
+                np.matmul(h, self.w_hh[k], out=a)
+                a += xs
+                if cfg.activation == "tanh":
+                    np.tanh(a, out=h)
+                else:
+                    np.maximum(a, 0, out=h)
+            elif cfg.cell == "lstm":
+                c = self.c[k]
+                np.matmul(h, self.w_hh[k], out=a)
+                a += xs
+                np.tanh(a, out=a)
+                a *= self.scale
+                a += self.shift
+                c *= a[H:2 * H]
+                np.multiply(a[:H], a[2 * H:3 * H], out=self.tmp)
+                c += self.tmp
+                np.tanh(c, out=h)
+                h *= a[3 * H:]
+            else:
+                np.matmul(h, self.w_hh[k], out=a)
+                rz = a[:2 * H]
+                rz += xs[:2 * H]
+                np.tanh(rz, out=rz)
+                rz *= 0.5
+                rz += 0.5
+                n = a[2 * H:]
+                n += self.b_hn[k]
+                n *= rz[:H]
+                n += xs[2 * H:]
+                np.tanh(n, out=n)
+                h -= n                                       # h' = n + z * (h - n)
+                h *= rz[H:]
+                h += n
+        np.matmul(self.h[-1], self.head_w, out=self.logits)
+        self.logits += self.head_b
+        return self.logits
+
+
+def _gate_scale(cell, H, dtype):
+    scale = np.ones(GATES[cell] * H, dtype)
+    if cell == "lstm":
+        scale[:2 * H] = 0.5
+        scale[3 * H:] = 0.5
+    elif cell == "gru":
+        scale[:2 * H] = 0.5
+    return scale
+
+
+def draw(logits, rng, temperature=1.0, top_k=0, top_p=1.0):
+    """One id from softmax(logits / temperature), optionally restricted to the top k ids or the
+    smallest set whose probability reaches top_p. temperature 0 is greedy (argmax)."""
+    if temperature == 0:
+        return int(np.argmax(logits))
+    z = logits.astype(np.float64) / temperature              # float64: tiny temperatures are safe
+    z -= z.max()
+    p = np.exp(z)
+    if top_k and top_k < len(p):
+        cutoff = np.partition(p, -top_k)[-top_k]
+        p[p < cutoff] = 0
+    if top_p < 1.0:
+        order = np.argsort(-p, kind="stable")
+        cumulative = np.cumsum(p[order])
+        keep = np.searchsorted(cumulative, top_p * cumulative[-1]) + 1
+        p[order[keep:]] = 0
+    cdf = np.cumsum(p)
+    if not np.isfinite(cdf[-1]) or cdf[-1] <= 0:
+        raise FloatingPointError("model produced non-finite probabilities")
+    return int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
+
+
+def generate(stepper, prime_ids, length, rng, temperature=1.0, top_k=0, top_p=1.0):
+    """Yields `length` ids, each fed back in as the next input. prime_ids must be non-empty."""
+    for char_id in prime_ids[:-1]:
+        stepper.step(char_id)
+    logits = stepper.step(prime_ids[-1])
+    for _ in range(length):
+        next_id = draw(logits, rng, temperature, top_k, top_p)
+        yield next_id
+        logits = stepper.step(next_id)

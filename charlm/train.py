@@ -1,0 +1,320 @@
+"""The training loop: batches -> forward -> loss -> backward -> clip -> step -> eval -> save.
+
+Stateful truncated BPTT: the training ids are cut into B parallel streams; step k takes the
+next T characters of every stream, and the hidden state left by step k is the initial state
+of step k + 1 (gradients stop at the chunk boundary). The state is carried across epochs and
+is untouched by validation, which scores from its own zero state.
+
+The library never prints: `Trainer.run()` yields event dicts that the CLI renders.
+"""
+
+import fcntl
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from charlm import bundle, evaluate, loss, model, optim
+from charlm.checkpoint import NonFiniteStateError, remove_stale_temps
+from charlm.errors import CorpusError, DivergedError, OutputError, UsageError
+
+
+@dataclass
+class TrainConfig:
+    cell: str = "lstm"
+    activation: str = "tanh"
+    layers: int = 2
+    hidden: int = 128
+    dropout: float = 0.0
+    seq_len: int = 64
+    batch_size: int = 32
+    lr: float = 2e-3
+    optimizer: str = "adam"
+    lr_schedule: str = "cosine"
+    warmup: float = 0.02            # fraction of the run spent ramping the rate up
+    weight_decay: float = 0.0
+    clip_norm: float = 5.0
+    clip_value: float = 0.0         # 0 = off
+    steps: int = 0                  # 0 = no step limit
+    epochs: float = 0.0
+    time_budget: float = 0.0        # seconds; 0 = none
+    eval_every: int = 0             # steps; 0 = ten evaluations over the run
+    eval_streams: int = 1
+    eval_chars: int = 0             # 0 = the whole validation split
+    val_frac: float = 0.1
+    seed: int = 1337
+    patience: int = 0               # evaluations without improvement before stopping; 0 = off
+    max_skips: int = 5
+
+    def model_config(self, vocab_size):
+        return model.ModelConfig(cell=self.cell, vocab_size=vocab_size, hidden=self.hidden,
+                                 layers=self.layers, activation=self.activation,
+                                 dropout=self.dropout)
+
+
+def prepare_out_dir(out, *, fresh, force):
+    """Create and lock the run directory; a fresh run refuses one that holds checkpoints."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = open(out / ".charlm.lock", "a+")
+    except OSError as exc:
+        raise OutputError(f"cannot use output directory {out}: {exc.strerror}; "
+                          "choose another --out") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise OutputError(f"{out} is in use by another charlm train; wait for it or choose "
+                          "another --out") from None
+    remove_stale_temps(out)
+    existing = [name for name in ("last.npz", "best.npz") if (out / name).exists()]
+    if fresh and existing and not force:
+        raise UsageError(f"{out} already holds {', '.join(existing)}; continue it with "
+                         f"--resume {out / existing[0]}, overwrite with --force, or choose another --out")
+    probe = out / ".charlm-probe.tmp"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write to {out}: {exc.strerror}; choose another --out") from None
+    if fresh and force and (out / "metrics.jsonl").exists():
+        (out / "metrics.jsonl").unlink()
+    return lock
+
+
+class Trainer:
+    def __init__(self, tcfg, vocab, train_ids, val_ids, out_dir, data_info, resume=None):
+        self.tcfg, self.vocab, self.out = tcfg, vocab, Path(out_dir)
+        self.train_ids, self.val_ids, self.data_info = train_ids, val_ids, data_info
+        if tcfg.eval_chars and len(val_ids) > tcfg.eval_chars:
+            self.val_ids = val_ids[:tcfg.eval_chars]
+        self.mcfg = tcfg.model_config(vocab.size)
+        B, T = tcfg.batch_size, tcfg.seq_len
+        stream_len = (len(train_ids) - 1) // B
+        self.windows = stream_len // T                    # steps per epoch
+        if self.windows < 1:
+            need = B * T + 1
+            raise CorpusError(
+                f"the training split has {len(train_ids)} characters but one batch needs {need}; "
+                f"use a smaller --batch-size (now {B}) or --seq-len (now {T})")
+        # (T, B) offsets of one window; window w reads train_ids[base + w * T]
+        self.base = np.arange(B)[None, :] * stream_len + np.arange(T)[:, None]
+        self.rng = np.random.default_rng(tcfg.seed)
+        self.flat, self.params = model.init_params(self.mcfg, self.rng)
+        self.grad_flat, self.grads = model.allocate(model.param_shapes(self.mcfg))
+        self.opt = optim.make_optimizer(tcfg.optimizer, self.flat, self.params, tcfg.lr,
+                                        tcfg.weight_decay, model.matrix_size(self.mcfg))
+        self.state = model.initial_state(self.mcfg, B)
+        self.progress = {"step": 0, "epoch": 0, "window": 0, "elapsed": 0.0, "best_val": None,
+                         "last_val": None, "skipped": 0, "consecutive_skips": 0,
+                         "evals_since_best": 0, "optimizer_step": 0}
+        if resume is not None:
+            self._restore(resume)
+        self.stop_signal = None                           # set by the CLI's signal handler
+        self.total_steps = self._total_steps()
+
+    # -- setup ------------------------------------------------------------------------------
+
+    def _total_steps(self):
+        t = self.tcfg
+        if t.steps:
+            return t.steps
+        if t.epochs:
+            return max(1, math.ceil(t.epochs * self.windows))
+        if t.time_budget:
+            return 0
+        return self.windows                               # one epoch when nothing is given
+
+    def _restore(self, ckpt):
+        params, moments, state = bundle.split_arrays(ckpt, self.mcfg)
+        for name, value in params.items():
+            self.params[name][...] = value
+        for moment, views in moments.items():
+            for name, value in views.items():
+                self.opt.moment_views[moment][name][...] = value
+        self.state = [tuple(a.copy() for a in layer) for layer in state]
+        self.progress = dict(ckpt.config["progress"])
+        self.opt.step_count = self.progress["optimizer_step"]
+        self.rng.bit_generator.state = self.progress.pop("rng")
+
+    def config_dict(self):
+        progress = dict(self.progress, optimizer_step=self.opt.step_count,
+                        rng=self.rng.bit_generator.state)
+        return {"model": self.mcfg.to_dict(), "train": asdict(self.tcfg),
+                "progress": progress, "data": self.data_info}
+
+    def parameter_count(self):
+        return int(self.flat.size)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self):
+        """Train until the first stopping rule; yields event dicts for the CLI."""
+        t, p = self.tcfg, self.progress
+        if self._finished(p["elapsed"]):
+            yield {"event": "complete", "step": p["step"]}
+            return
+        started = time.perf_counter() - p["elapsed"]
+        eval_every = t.eval_every or max(1, (self.total_steps or 10**9) // 10)
+        next_eval_time = p["elapsed"] + (t.time_budget / 10 if t.time_budget else math.inf)
+        reserve = self._estimate_eval_seconds() if t.time_budget else 0.0
+        chars_per_step = t.batch_size * t.seq_len
+        train_sum, train_count, window_start = 0.0, 0, time.perf_counter()
+        yield {"event": "start", "total_steps": self.total_steps, "parameters": self.flat.size,
+               "steps_per_epoch": self.windows}
+        while True:
+            step_loss, norm = self._step()
+            p["elapsed"] = time.perf_counter() - started
+            if math.isfinite(step_loss):
+                train_sum, train_count = train_sum + step_loss, train_count + 1
+            rate = chars_per_step / max(time.perf_counter() - window_start, 1e-9)
+            window_start = time.perf_counter()
+            yield {"event": "step", "step": p["step"], "loss": step_loss, "grad_norm": norm,
+                   "lr": self._lr(), "chars_per_s": rate, "elapsed": p["elapsed"],
+                   "epoch": p["epoch"]}
+            if self.stop_signal is not None:
+                self._save("last.npz")
+                yield {"event": "interrupted", "signal": self.stop_signal, "step": p["step"],
+                       "path": str(self.out / "last.npz")}
+                return
+            done = self._finished(p["elapsed"] + reserve)
+            due = (p["step"] % eval_every == 0) if not t.time_budget or t.eval_every else (
+                p["elapsed"] >= next_eval_time)
+            if due or done:
+                eval_started = time.perf_counter()
+                yield from self._evaluate_and_save(train_sum / max(train_count, 1))
+                reserve = max(reserve, time.perf_counter() - eval_started)
+                train_sum, train_count = 0.0, 0
+                next_eval_time = p["elapsed"] + (t.time_budget / 10 if t.time_budget else math.inf)
+                window_start = time.perf_counter()
+                if t.patience and p["evals_since_best"] >= t.patience:
+                    yield {"event": "early_stop", "step": p["step"]}
+                    done = True
+            if done:
+                break
+        p["elapsed"] = time.perf_counter() - started
+        yield {"event": "done", "step": p["step"], "elapsed": p["elapsed"],
+               "best_val": p["best_val"], "last_val": p["last_val"],
+               "parameters": int(self.flat.size), "skipped": p["skipped"]}
+
+    def _finished(self, elapsed):
+        t, p = self.tcfg, self.progress
+        if self.total_steps and p["step"] >= self.total_steps:
+            return True
+        return bool(t.time_budget) and elapsed >= t.time_budget
+
+    def _progress_fraction(self):
+        t, p = self.tcfg, self.progress
+        parts = []
+        if self.total_steps:
+            parts.append(p["step"] / self.total_steps)
+        if t.time_budget:
+            parts.append(p["elapsed"] / t.time_budget)
+        return max(parts) if parts else 0.0
+
+    def _lr(self):
+        t = self.tcfg
+        return t.lr * optim.schedule_factor(t.lr_schedule, self._progress_fraction(), t.warmup)
+
+    def _step(self):
+        """One TBPTT step; returns (mean loss in nats, gradient norm before clipping)."""
+        t, p = self.tcfg, self.progress
+        idx = self.base + p["window"] * t.seq_len
+        x, y = self.train_ids[idx], self.train_ids[idx + 1]          # (T, B) each
+        dropout_rng = self.rng if t.dropout > 0 else None
+        logits, new_state, cache = model.forward(self.params, self.mcfg, x, self.state, dropout_rng)
+        nll_sum, dlogits = loss.cross_entropy(logits, y.reshape(-1))
+        step_loss = nll_sum / y.size
+        model.backward(self.params, self.mcfg, dlogits, cache, self.grads)
+        norm = optim.global_norm(self.grad_flat)
+        # Checked before clipping: an inf norm times a clip factor would become NaN weights.
+        if math.isfinite(step_loss) and math.isfinite(norm):
+            if t.clip_value:
+                optim.clip_by_value(self.grad_flat, t.clip_value)
+                norm_after = optim.global_norm(self.grad_flat)
+            else:
+                norm_after = norm
+            optim.clip_by_norm(self.grad_flat, norm_after, t.clip_norm)
+            self.opt.step(self.grad_flat, self._lr())
+            p["consecutive_skips"] = 0
+            self.state = new_state
+        else:
+            p["skipped"] += 1
+            p["consecutive_skips"] += 1
+            if p["consecutive_skips"] >= t.max_skips:
+                raise DivergedError(
+                    f"the loss diverged ({p['consecutive_skips']} steps in a row with a "
+                    f"non-finite loss or gradient, step {p['step'] + 1}); lower --lr (now {t.lr:g}) "
+                    f"or --clip-norm; the last good checkpoint in {self.out} is intact")
+            if all(np.isfinite(a).all() for layer in new_state for a in layer):
+                self.state = new_state
+            else:
+                self.state = model.initial_state(self.mcfg, t.batch_size)
+        p["step"] += 1
+        p["window"] += 1
+        if p["window"] == self.windows:
+            p["window"] = 0
+            p["epoch"] += 1
+        return step_loss, norm
+
+    # -- evaluation and checkpoints ---------------------------------------------------------
+
+    def validation_loss(self):
+        """Mean nats/char on the validation split, by the code `eval perplexity` uses."""
+        if len(self.val_ids) < 2:
+            return None
+        nll, count = evaluate.score_ids(self.params, self.mcfg, self.val_ids,
+                                        streams=self.tcfg.eval_streams)
+        return nll / count
+
+    def _estimate_eval_seconds(self):
+        """Time a short validation slice and scale it up, to keep the final pass in budget."""
+        if len(self.val_ids) < 2:
+            return 0.0
+        probe = self.val_ids[:min(len(self.val_ids), 2048)]
+        started = time.perf_counter()
+        evaluate.score_ids(self.params, self.mcfg, probe, streams=self.tcfg.eval_streams)
+        seconds = time.perf_counter() - started
+        return 1.5 * seconds * len(self.val_ids) / len(probe) + 0.5
+
+    def _evaluate_and_save(self, train_loss):
+        p = self.progress
+        val = self.validation_loss()
+        if val is not None and not math.isfinite(val):
+            raise DivergedError(f"validation loss is {val} at step {p['step']}; lower --lr "
+                                f"(now {self.tcfg.lr:g}); the last good checkpoint is intact")
+        p["last_val"] = val
+        improved = val is not None and (p["best_val"] is None or val < p["best_val"])
+        if improved:
+            p["best_val"] = val
+            p["evals_since_best"] = 0
+        elif val is not None:
+            p["evals_since_best"] += 1
+        self._save("last.npz")
+        if improved:
+            self._save("best.npz")
+        record = {"step": p["step"], "epoch": p["epoch"], "elapsed": round(p["elapsed"], 3),
+                  "train_loss": train_loss, "val_loss": val, "lr": self._lr(),
+                  "skipped": p["skipped"]}
+        self._append_metrics(record)
+        yield {"event": "eval", **record, "best_val": p["best_val"], "improved": improved}
+
+    def _save(self, name):
+        try:
+            bundle.save(self.out / name, self.config_dict(), self.params, self.vocab,
+                        self.opt.moment_views, self.state)
+        except NonFiniteStateError as exc:
+            raise DivergedError(f"{exc}; lower --lr (now {self.tcfg.lr:g}); the last good "
+                                "checkpoint is intact") from None
+
+    def _append_metrics(self, record):
+        try:
+            with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as exc:
+            raise OutputError(f"cannot append to {self.out / 'metrics.jsonl'}: "
+                              f"{exc.strerror}") from None
+

@@ -1,0 +1,131 @@
+"""Finite-difference gradient checks (float64) for every cell, stacks, the loss and dropout."""
+
+import numpy as np
+import pytest
+
+from charlm import loss, model
+from charlm.model import ModelConfig
+from gradcheck import numeric_grad, rel_error
+
+CASES = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
+
+
+def _random_model(cell, activation, layers, rng, V=5, H=4, dropout=0.0):
+    cfg = ModelConfig(cell=cell, vocab_size=V, hidden=H, layers=layers,
+                      activation=activation, dropout=dropout)
+    flat, params = model.init_params(cfg, rng, dtype=np.float64)
+    flat[:] = rng.standard_normal(flat.shape) * 0.5    # non-trivial biases too
+    if activation == "relu":
+        flat += 0.1                                    # keep pre-activations away from the kink
+    return cfg, flat, params
+
+
+def _random_state(cfg, B, rng):
+    return [tuple(rng.standard_normal((B, cfg.hidden)) * 0.5 for _ in s)
+            for s in model.initial_state(cfg, B, np.float64)]
+
+
+@pytest.mark.parametrize("cell,activation", CASES)
+@pytest.mark.parametrize("layers", [1, 2])
+def test_model_gradients_match_finite_differences(cell, activation, layers):
+    rng = np.random.default_rng(0)
+    cfg, flat, params = _random_model(cell, activation, layers, rng)
+    T, B = 4, 3
+    x = rng.integers(0, cfg.vocab_size, (T, B))
+    y = rng.integers(0, cfg.vocab_size, (T, B))
+    state = _random_state(cfg, B, rng)                 # a chunk boundary: non-zero h0 (and c0)
+    dstate = _random_state(cfg, B, rng)                # gradient arriving at the final state
+
+    def objective():
+        logits, final, _ = model.forward(params, cfg, x, state)
+        nll, _ = loss.cross_entropy(logits, y.reshape(-1), want_grad=False)
+        extra = sum(float(np.sum(a * d)) for s, ds in zip(final, dstate) for a, d in zip(s, ds))
+        return nll / y.size + extra
+
+    logits, _, cache = model.forward(params, cfg, x, state)
+    _, dlogits = loss.cross_entropy(logits, y.reshape(-1))
+    grads_flat, grads = model.allocate(model.param_shapes(cfg), np.float64)
+    dstate0 = model.backward(params, cfg, dlogits, cache, grads, dstate=dstate)
+
+    for name in params:
+        assert rel_error(grads[name], numeric_grad(objective, params[name])) < 1e-6, name
+    for k in range(layers):
+        for part, d in zip(state[k], dstate0[k]):
+            assert rel_error(d, numeric_grad(objective, part)) < 1e-6
+
+
+@pytest.mark.parametrize("cell,activation", CASES)
+def test_gradients_across_a_chunk_boundary(cell, activation):
+    """Two chunks run back to back, with the second's state gradient fed into the first,
+    give the gradient of the total loss: truncation is the only approximation in training."""
+    rng = np.random.default_rng(1)
+    cfg, flat, params = _random_model(cell, activation, 2, rng)
+    T, B = 3, 2
+    xs = rng.integers(0, cfg.vocab_size, (2, T, B))
+    ys = rng.integers(0, cfg.vocab_size, (2, T, B))
+    state0 = _random_state(cfg, B, rng)
+
+    def objective():
+        state, total = state0, 0.0
+        for x, y in zip(xs, ys):
+            logits, state, _ = model.forward(params, cfg, x, state)
+            total += loss.cross_entropy(logits, y.reshape(-1), want_grad=False)[0] / y.size
+        return total
+
+    logits1, state1, cache1 = model.forward(params, cfg, xs[0], state0)
+    logits2, _, cache2 = model.forward(params, cfg, xs[1], state1)
+    _, d2 = loss.cross_entropy(logits2, ys[1].reshape(-1))
+    _, d1 = loss.cross_entropy(logits1, ys[0].reshape(-1))
+    _, g2 = model.allocate(model.param_shapes(cfg), np.float64)
+    _, g1 = model.allocate(model.param_shapes(cfg), np.float64)
+    dstate1 = model.backward(params, cfg, d2, cache2, g2)
+    model.backward(params, cfg, d1, cache1, g1, dstate=dstate1)
+    for name in params:
+        assert rel_error(g1[name] + g2[name], numeric_grad(objective, params[name])) < 1e-6, name
+
+
+def test_dropout_gradients_match_finite_differences():
+    """With the mask drawn from a fixed seed, dropout is a fixed linear map to differentiate."""
+    rng = np.random.default_rng(2)
+    cfg, flat, params = _random_model("lstm", "tanh", 2, rng, dropout=0.3)
+    T, B = 3, 2
+    x = rng.integers(0, cfg.vocab_size, (T, B))
+    y = rng.integers(0, cfg.vocab_size, (T, B))
+    state = model.initial_state(cfg, B, np.float64)
+
+    def objective():
+        logits, _, _ = model.forward(params, cfg, x, state, np.random.default_rng(7))
+        return loss.cross_entropy(logits, y.reshape(-1), want_grad=False)[0] / y.size
+
+    logits, _, cache = model.forward(params, cfg, x, state, np.random.default_rng(7))
+    _, dlogits = loss.cross_entropy(logits, y.reshape(-1))
+    _, grads = model.allocate(model.param_shapes(cfg), np.float64)
+    model.backward(params, cfg, dlogits, cache, grads)
+    masks = [m for _, _, m in cache[2]]
+    assert all(m is not None and (m == 0).any() for m in masks)
+    for name in params:
+        assert rel_error(grads[name], numeric_grad(objective, params[name])) < 1e-6, name
+
+
+def test_cross_entropy_gradient_and_extreme_logits():
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((6, 5))
+    targets = rng.integers(0, 5, 6)
+
+    def objective():
+        return loss.cross_entropy(logits.copy(), targets, want_grad=False)[0] / 6
+
+    _, dlogits = loss.cross_entropy(logits.copy(), targets)
+    assert rel_error(dlogits, numeric_grad(objective, logits)) < 1e-7
+    extreme = np.array([[1000.0, 0.0, -1000.0], [1000.0, 0.0, -1000.0]], np.float32)
+    nll, _ = loss.cross_entropy(extreme, np.array([0, 2]), want_grad=False)
+    assert nll == pytest.approx(2000.0)
+
+
+def test_float32_stays_float32():
+    rng = np.random.default_rng(4)
+    cfg = ModelConfig(cell="gru", vocab_size=7, hidden=6, layers=2)
+    _, params = model.init_params(cfg, rng)
+    x = rng.integers(0, 7, (5, 3))
+    logits, state, _ = model.forward(params, cfg, x, model.initial_state(cfg, 3))
+    assert logits.dtype == np.float32 and state[0][0].dtype == np.float32
