@@ -85,6 +85,10 @@ def prepare_out_dir(out, *, fresh, force):
     return lock
 
 
+# What resuming restores; every piece is needed for a bitwise-equal continuation.
+RESUME_PIECES = ("params", "moments", "optimizer_step", "hidden_state", "rng", "position")
+
+
 class Trainer:
     def __init__(self, tcfg, vocab, train_ids, val_ids, out_dir, data_info, resume=None):
         self.tcfg, self.vocab, self.out = tcfg, vocab, Path(out_dir)
@@ -128,17 +132,27 @@ class Trainer:
             return 0
         return self.windows                               # one epoch when nothing is given
 
-    def _restore(self, ckpt):
+    def _restore(self, ckpt, pieces=RESUME_PIECES):
+        """Everything an exact resume needs; `pieces` exists so a test can prove each matters."""
         params, moments, state = bundle.split_arrays(ckpt, self.mcfg)
-        for name, value in params.items():
-            self.params[name][...] = value
-        for moment, views in moments.items():
-            for name, value in views.items():
-                self.opt.moment_views[moment][name][...] = value
-        self.state = [tuple(a.copy() for a in layer) for layer in state]
-        self.progress = dict(ckpt.config["progress"])
-        self.opt.step_count = self.progress["optimizer_step"]
-        self.rng.bit_generator.state = self.progress.pop("rng")
+        saved = dict(ckpt.config["progress"])
+        if "params" in pieces:
+            for name, value in params.items():
+                self.params[name][...] = value
+        if "moments" in pieces:
+            for moment, views in moments.items():
+                for name, value in views.items():
+                    self.opt.moment_views[moment][name][...] = value
+        if "optimizer_step" in pieces:
+            self.opt.step_count = saved["optimizer_step"]
+        if "hidden_state" in pieces:
+            self.state = [tuple(a.copy() for a in layer) for layer in state]
+        if "rng" in pieces:
+            self.rng.bit_generator.state = saved["rng"]
+        position = ("step", "epoch", "window", "elapsed")
+        for key, value in saved.items():
+            if key in self.progress and (key not in position or "position" in pieces):
+                self.progress[key] = value
 
     def config_dict(self):
         progress = dict(self.progress, optimizer_step=self.opt.step_count,

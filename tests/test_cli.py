@@ -1,0 +1,211 @@
+"""The commands as a user types them: results, exit codes and one-line errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from charlm import bundle
+from charlm.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(capfd, *args):
+    """charlm ARGS in-process -> (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    out, err = capfd.readouterr()
+    return exit_info.value.code, out, err
+
+
+def assert_one_line_error(err, code, expected_code, *fragments):
+    assert code == expected_code, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+@pytest.fixture
+def trained(small_corpus, tmp_path, capfd):
+    out = tmp_path / "run"
+    code, _, err = run(capfd, "train", small_corpus, "--cell", "gru", "--layers", "1",
+                       "--hidden", "16", "--steps", "12", "--batch-size", "4", "--seq-len", "16",
+                       "--out", out, "--quiet")
+    assert code == 0, err
+    return out
+
+
+def test_train_writes_checkpoints_metrics_and_a_summary(trained, capfd):
+    assert {p.name for p in trained.iterdir()} >= {"last.npz", "best.npz", "metrics.jsonl"}
+    records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == 12 and records[-1]["val_loss"] > 0
+    ckpt, vocab = bundle.load(trained / "best.npz")
+    assert ckpt.config["progress"]["step"] == 12 and vocab.size > 10
+
+
+def test_sample_is_deterministic_under_a_seed_and_counts_generated_characters(trained, capfd):
+    args = ("sample", trained / "best.npz", "--prime", "The ", "--length", "40", "--seed", "3")
+    code1, out1, _ = run(capfd, *args)
+    code2, out2, _ = run(capfd, *args)
+    assert code1 == code2 == 0
+    assert out1 == out2
+    assert out1.startswith("The ") and len(out1.rstrip("\n")) >= 40   # 4 prime + 40 generated
+    assert len(out1) == len("The ") + 40 + 1
+    code3, out3, _ = run(capfd, "sample", trained / "best.npz", "--length", "40", "--seed", "4")
+    assert code3 == 0 and out3 != out1
+
+
+def test_greedy_sampling_is_deterministic_without_a_seed(trained, capfd):
+    a = run(capfd, "sample", trained / "best.npz", "--temperature", "0", "--length", "30")
+    b = run(capfd, "sample", trained / "best.npz", "--temperature", "0", "--length", "30")
+    assert a[0] == 0 and a[1] == b[1]
+
+
+def test_eval_json_and_compare(trained, small_corpus, capfd):
+    code, out, _ = run(capfd, "eval", "perplexity", trained / "best.npz", small_corpus, "--json")
+    result = json.loads(out)
+    assert code == 0
+    assert result["chars"] == len(small_corpus.read_text()) - 1
+    assert result["bits_per_char"] == pytest.approx(result["nats_per_char"] / np.log(2))
+    assert result["perplexity"] == pytest.approx(np.exp(result["nats_per_char"]))
+    code, out, _ = run(capfd, "eval", "perplexity", trained / "best.npz", small_corpus,
+                       "--compare", trained / "last.npz", "--json")
+    rows = json.loads(out)
+    assert code == 0 and [Path(r["checkpoint"]).name for r in rows] == ["best.npz", "last.npz"]
+
+
+def test_eval_split_val_equals_the_training_validation_loss(trained, small_corpus, capfd):
+    code, out, _ = run(capfd, "eval", "perplexity", trained / "last.npz", "--corpus",
+                       small_corpus, "--split", "val", "--json")
+    ckpt, _ = bundle.load(trained / "last.npz")
+    assert code == 0
+    assert json.loads(out)["nats_per_char"] == pytest.approx(ckpt.config["progress"]["last_val"],
+                                                             rel=1e-12)
+
+
+def test_streams_give_nearly_the_same_score(trained, small_corpus, capfd):
+    one = json.loads(run(capfd, "eval", "perplexity", trained / "last.npz", small_corpus,
+                         "--json")[1])
+    many = json.loads(run(capfd, "eval", "perplexity", trained / "last.npz", small_corpus,
+                          "--json", "--streams", "4")[1])
+    assert one["chars"] == many["chars"]
+    assert abs(one["nats_per_char"] - many["nats_per_char"]) < 0.05
+
+
+def test_unknown_characters(trained, tmp_path, capfd):
+    code, _, err = run(capfd, "sample", trained / "best.npz", "--prime", "The €")
+    assert_one_line_error(err, code, 3, "U+20AC", "--unknown skip")
+    code, out, _ = run(capfd, "sample", trained / "best.npz", "--prime", "The €", "--unknown",
+                       "skip", "--length", "5", "--seed", "1")
+    assert code == 0 and out.startswith("The ")
+    text = tmp_path / "odd.txt"
+    text.write_text("The dog €€ barks")
+    code, _, err = run(capfd, "eval", "perplexity", trained / "best.npz", text)
+    assert_one_line_error(err, code, 3, "U+20AC")
+    code, out, _ = run(capfd, "eval", "perplexity", trained / "best.npz", text, "--unknown",
+                       "skip", "--json")
+    assert code == 0 and json.loads(out)["skipped"] == 2
+    assert json.loads(out)["chars"] == len("The dog  barks") - 1
+
+
+def test_info(trained, capfd):
+    code, out, _ = run(capfd, "info", trained / "best.npz", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["model"]["cell"] == "gru" and report["step"] == 12
+    assert report["parameters"] > 0 and report["vocab_size"] > 10
+
+
+def test_refuses_to_overwrite_a_run_without_force(trained, small_corpus, capfd):
+    before = (trained / "best.npz").read_bytes()
+    code, _, err = run(capfd, "train", small_corpus, "--out", trained, "--steps", "2")
+    assert_one_line_error(err, code, 2, "--resume", "--force")
+    assert (trained / "best.npz").read_bytes() == before
+
+
+def test_resume_continues_to_the_same_end(trained, small_corpus, capfd):
+    code, _, err = run(capfd, "train", small_corpus, "--resume", trained / "last.npz",
+                       "--steps", "15", "--quiet")
+    assert code == 0, err
+    assert bundle.load(trained / "last.npz")[0].config["progress"]["step"] == 15
+    code, _, err = run(capfd, "train", small_corpus, "--resume", trained / "last.npz",
+                       "--hidden", "32", "--steps", "20")
+    assert_one_line_error(err, code, 2, "--hidden 32")
+    code, _, err = run(capfd, "train", small_corpus, "--resume", trained / "last.npz",
+                       "--steps", "15", "--quiet")
+    assert code == 0 and "already complete" in err
+
+
+@pytest.mark.parametrize("args,expected_code,fragment", [
+    (("sample", "{ckpt}", "--temperature", "nan"), 2, "--temperature"),
+    (("sample", "{ckpt}", "--temperature", "inf"), 2, "--temperature"),
+    (("sample", "{ckpt}", "--temperature", "-1"), 2, "--temperature"),
+    (("sample", "{ckpt}", "--top-p", "0"), 2, "--top-p"),
+    (("sample", "{ckpt}", "--length", "-3"), 2, "--length"),
+    (("train", "{corpus}", "--hidden", "0"), 2, "--hidden"),
+    (("train", "{corpus}", "--lr", "nan"), 2, "--lr"),
+    (("train", "{corpus}", "--lr", "-1"), 2, "--lr"),
+    (("train", "{corpus}", "--clip-norm", "0"), 2, "--clip-norm"),
+    (("train", "{corpus}", "--val-frac", "1.5"), 2, "--val-frac"),
+    (("train", "{corpus}", "--cell", "transformer"), 2, "--cell"),
+    (("train", "{missing}"), 3, "missing.txt"),
+    (("train", "{empty}"), 3, "empty"),
+    (("train", "{corpus}", "--batch-size", "500", "--seq-len", "64", "--out", "{out}"), 3,
+     "--batch-size"),
+    (("sample", "{missing}"), 4, "missing.txt"),
+    (("sample", "{corpus}"), 4, "small.txt"),
+    (("eval", "perplexity", "{ckpt}"), 2, "nothing to score"),
+])
+def test_bad_input_gets_one_line_and_an_exit_code(trained, small_corpus, tmp_path, capfd, args,
+                                                   expected_code, fragment):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    names = {"ckpt": trained / "best.npz", "corpus": small_corpus,
+             "missing": tmp_path / "missing.txt", "empty": empty, "out": tmp_path / "o"}
+    code, _, err = run(capfd, *[a.format(**{k: str(v) for k, v in names.items()}) for a in args])
+    assert_one_line_error(err, code, expected_code, fragment)
+
+
+def test_python_dash_m_and_help_work():
+    result = subprocess.run([sys.executable, "-m", "charlm", "--help"], capture_output=True,
+                            text=True, cwd=REPO)
+    assert result.returncode == 0
+    for command in ("train", "sample", "eval", "info"):
+        assert command in result.stdout
+
+
+def _start_training(corpus, out):
+    text = corpus.read_text() * 20
+    big = corpus.parent / "big.txt"
+    big.write_text(text)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "charlm", "train", str(big), "--out", str(out), "--steps", "100000",
+         "--hidden", "32", "--layers", "1", "--eval-every", "5", "--quiet"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_saves_then_exits_with_the_signal_status(small_corpus, tmp_path, signum, status):
+    out = tmp_path / "sig"
+    proc = _start_training(small_corpus, out)
+    deadline = time.time() + 60
+    while not (out / "last.npz").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signum, err        # died by the signal: the shell shows `status`
+    assert 128 + signum == status
+    assert "continue with --resume" in err and "Traceback" not in err
+    ckpt, _ = bundle.load(out / "last.npz")
+    assert ckpt.config["progress"]["step"] > 0
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
