@@ -188,8 +188,8 @@ def _publish(path: str, payload: memoryview) -> None:
         # a failed fsync is a failed save: the kernel may have dropped the dirty pages already,
         # so a retry could "succeed" with the data lost (fsyncgate, ATC'20)
         os.fsync(fd)
-        os.close(fd)
-        fd = -1
+        closing, fd = fd, -1    # close() frees the descriptor even when it reports an error
+        os.close(closing)
         os.replace(tmp, path)
         published = True
         _fsync_directory(directory)
@@ -297,7 +297,7 @@ def load_checkpoint(path: str | Path, schema: Schema, *,
 
 def _load(path: str, schema: Schema, max_bytes: int) -> tuple[dict, int, dict[str, np.ndarray]]:
     with _open_regular_file(path, max_bytes) as f, zipfile.ZipFile(f) as zf:
-        infos = _checked_members(zf, max_bytes)
+        infos = _checked_members(zf, os.fstat(f.fileno()).st_size, max_bytes)
         config, version = _read_meta(zf, infos)
         expected = _expected_members(schema, config, version, max_bytes)
         _check_member_names(set(infos) - {META_CONFIG, META_FORMAT_VERSION}, set(expected))
@@ -381,7 +381,8 @@ def _looks_like_text(head: bytes) -> bool:
     return all(ch.isprintable() or ch in "\t\n\r\f" for ch in text)
 
 
-def _checked_members(zf: zipfile.ZipFile, max_bytes: int) -> dict[str, zipfile.ZipInfo]:
+def _checked_members(zf: zipfile.ZipFile, file_size: int,
+                     max_bytes: int) -> dict[str, zipfile.ZipInfo]:
     """{key: ZipInfo} once the archive's directory is known to be safe to read from."""
     infos = zf.infolist()
     if len(infos) > MAX_MEMBERS:
@@ -390,6 +391,11 @@ def _checked_members(zf: zipfile.ZipFile, max_bytes: int) -> dict[str, zipfile.Z
     repeated = sorted(name for name, n in counts.items() if n > 1)
     if repeated:
         raise _Invalid(f"duplicate member {_show(repeated[0])}")
+    # members cannot hold more bytes than the file has; this also refuses overlapping members
+    stored = sum(info.compress_size for info in infos)
+    if stored > file_size:
+        raise _Invalid(f"truncated or corrupt (members claim {stored} bytes of a "
+                       f"{file_size}-byte file)")
     total = sum(info.file_size for info in infos)
     if total > max_bytes:
         raise _Invalid(f"members declare {_human_size(total)} uncompressed, over the "
@@ -540,14 +546,13 @@ def _read_header(f, key: str, dtype: np.dtype) -> tuple[int, tuple[int, ...]]:
 
 
 def _read_exactly(f, nbytes: int, key: str) -> bytearray:
-    data = bytearray(nbytes)
-    view, filled = memoryview(data), 0
-    while filled < nbytes:
-        chunk = f.read(min(_CHUNK, nbytes - filled))
+    # grown as data arrives, not allocated up front: memory follows the bytes really present
+    data = bytearray()
+    while len(data) < nbytes:
+        chunk = f.read(min(_CHUNK, nbytes - len(data)))
         if not chunk:
             raise _Invalid(f"truncated or corrupt (member {key} ends early)")
-        view[filled:filled + len(chunk)] = chunk
-        filled += len(chunk)
+        data += chunk
     return data
 
 

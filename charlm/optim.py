@@ -86,7 +86,8 @@ class Optimizer:
 
 
 def _offset(flat, view):
-    return (view.__array_interface__["data"][0] - flat.__array_interface__["data"][0]) // flat.itemsize
+    start = view.__array_interface__["data"][0] - flat.__array_interface__["data"][0]
+    return start // flat.itemsize
 
 
 class SGD(Optimizer):

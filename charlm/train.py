@@ -73,7 +73,8 @@ def prepare_out_dir(out, *, fresh, force):
     existing = [name for name in ("last.npz", "best.npz") if (out / name).exists()]
     if fresh and existing and not force:
         raise UsageError(f"{out} already holds {', '.join(existing)}; continue it with "
-                         f"--resume {out / existing[0]}, overwrite with --force, or choose another --out")
+                         f"--resume {out / existing[0]}, overwrite with --force, "
+                         "or choose another --out")
     probe = out / ".charlm-probe.tmp"
     try:
         probe.write_bytes(b"")
@@ -261,7 +262,8 @@ class Trainer:
             if p["consecutive_skips"] >= t.max_skips:
                 raise DivergedError(
                     f"the loss diverged ({p['consecutive_skips']} steps in a row with a "
-                    f"non-finite loss or gradient, step {p['step'] + 1}); lower --lr (now {t.lr:g}) "
+                    f"non-finite loss or gradient, step {p['step'] + 1}); "
+                    f"lower --lr (now {t.lr:g}) "
                     f"or --clip-norm; the last good checkpoint in {self.out} is intact")
             if all(np.isfinite(a).all() for layer in new_state for a in layer):
                 self.state = new_state

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-SHARED_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "tinyshakespeare.txt"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED_CORPUS = SHARED / "corpora" / "tinyshakespeare.txt"
 
 SMALL_TEXT = (
     "The quick brown fox jumps over the lazy dog.\n"

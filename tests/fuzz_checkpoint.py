@@ -3,10 +3,10 @@
     python tests/fuzz_checkpoint.py [ITERATIONS] [SEED]      (make fuzz runs 20000)
 
 Each iteration mutates a valid toy checkpoint (stored or deflated) with the same edits as
-test_checkpoint.py's Hypothesis test and loads it. The only acceptable outcomes are a checkpoint that
-passes every schema check or a CheckpointError. Anything else is counted by exception type, the
-input is kept for a regression test, and the exit status is 1. Not collected by pytest (its name
-does not match test_*.py).
+test_checkpoint.py's Hypothesis test and loads it. The only acceptable outcomes are a checkpoint
+that passes every schema check or a CheckpointError. Anything else is counted by exception type,
+the input is kept for a regression test, and the exit status is 1. Not collected by pytest (its
+name does not match test_*.py).
 """
 
 import random

