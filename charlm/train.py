@@ -181,7 +181,7 @@ class Trainer:
         yield {"event": "start", "total_steps": self.total_steps, "parameters": self.flat.size,
                "steps_per_epoch": self.windows}
         while True:
-            step_loss, norm = self._step()
+            step_loss, norm = self.train_step()
             p["elapsed"] = time.perf_counter() - started
             if math.isfinite(step_loss):
                 train_sum, train_count = train_sum + step_loss, train_count + 1
@@ -234,7 +234,7 @@ class Trainer:
         t = self.tcfg
         return t.lr * optim.schedule_factor(t.lr_schedule, self._progress_fraction(), t.warmup)
 
-    def _step(self):
+    def train_step(self):
         """One TBPTT step; returns (mean loss in nats, gradient norm before clipping)."""
         t, p = self.tcfg, self.progress
         idx = self.base + p["window"] * t.seq_len
