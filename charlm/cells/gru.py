@@ -10,6 +10,8 @@ Time-major arrays: xs (T, B, 3H), hs (T, B, H); state (h,) with h (B, H).
 
 import numpy as np
 
+from charlm.layers import recurrent_weight_grad
+
 
 def fold_input(xp, b_hh):
     """Adds b_hr and b_hz (outside the reset product), pre-scales r and z; in place."""
@@ -55,28 +57,36 @@ def backward(dhs, dstate, cache):
     """dhs: (T, B, H). Returns dxp (T, B, 3H), dw_hh (3H, H), db_hh (3H,), dstate0."""
     h0, rz, ns, gh_n, hs, w_hh = cache
     T, B, H = hs.shape
-    r, z = rz[..., :H], rz[..., H:]
-    h_prev = np.concatenate([h0[None], hs[:-1]])              # (T, B, H)
-    # Factors that depend only on forward values, for the whole chunk at once.
-    dn_from_h = (1 - z) * (1 - ns * ns)                       # d a_n / d h_t
-    dz_from_h = (h_prev - ns) * z * (1 - z)                   # d a_z / d h_t
-    dr_from_n = gh_n * r * (1 - r)                            # d a_r / d a_n
-
     dgi = np.empty((T, B, 3 * H), hs.dtype)                   # gradient of W_ih x + b_ih
     dgh = np.empty((T, B, 3 * H), hs.dtype)                   # gradient of W_hh h + b_hh
     (dh_rec,) = (s.copy() for s in dstate)
     dh = np.empty((B, H), hs.dtype)
     tmp = np.empty((B, H), hs.dtype)
+    # Factors are computed per step on (B, H) blocks that stay in cache (see lstm.backward).
     for t in range(T - 1, -1, -1):
+        r, z, n = rz[t, :, :H], rz[t, :, H:], ns[t]
+        h_prev = hs[t - 1] if t > 0 else h0
+        da_r, da_z, da_n = dgi[t, :, :H], dgi[t, :, H:2 * H], dgi[t, :, 2 * H:]
         np.add(dhs[t], dh_rec, out=dh)
-        np.multiply(dh, dn_from_h[t], out=dgi[t, :, 2 * H:])
-        np.multiply(dh, dz_from_h[t], out=dgi[t, :, H:2 * H])
-        np.multiply(dgi[t, :, 2 * H:], dr_from_n[t], out=dgi[t, :, :H])
+        np.multiply(n, n, out=da_n)                           # a_n: dh * (1 - z) * (1 - n^2)
+        np.subtract(1, da_n, out=da_n)
+        np.subtract(1, z, out=tmp)
+        da_n *= tmp
+        da_n *= dh
+        np.subtract(1, z, out=da_z)                           # a_z: dh * (h_prev - n) z (1 - z)
+        da_z *= z
+        np.subtract(h_prev, n, out=tmp)
+        da_z *= tmp
+        da_z *= dh
+        np.subtract(1, r, out=da_r)                           # a_r: da_n * gh_n * r (1 - r)
+        da_r *= r
+        da_r *= gh_n[t]
+        da_r *= da_n
         dgh[t, :, :2 * H] = dgi[t, :, :2 * H]
-        np.multiply(dgi[t, :, 2 * H:], r[t], out=dgh[t, :, 2 * H:])
+        np.multiply(da_n, r, out=dgh[t, :, 2 * H:])           # the reset gate scales W_hn h + b_hn
         np.matmul(dgh[t], w_hh, out=dh_rec)
-        np.multiply(dh, z[t], out=tmp)                        # the direct path z * h_{t-1}
+        np.multiply(dh, z, out=tmp)                           # the direct path z * h_{t-1}
         dh_rec += tmp
-    dw_hh = dgh.reshape(-1, 3 * H).T @ h_prev.reshape(-1, H)
+    dw_hh = recurrent_weight_grad(dgh, hs, h0)
     db_hh = dgh.sum(axis=(0, 1))
     return dgi, dw_hh, db_hh, (dh_rec,)

@@ -69,31 +69,41 @@ def backward(dhs, dstate, cache):
     """
     h0, c0, acts, cs, tanh_cs, hs, w_hh = cache
     T, B, H = hs.shape
-    i, f, g, o = (acts[..., k * H:(k + 1) * H] for k in range(4))
-    c_prev = np.concatenate([c0[None], cs[:-1]])              # (T, B, H)
-    # Every factor that depends only on the forward values is computed for the whole chunk at
-    # once, so the time loop keeps only the terms that carry the recurrence.
-    local = np.empty_like(acts)                               # (T, B, 4H) d a / d(dc or dh)
-    local[..., :H] = g * i * (1 - i)
-    local[..., H:2 * H] = c_prev * f * (1 - f)
-    local[..., 2 * H:3 * H] = i * (1 - g * g)
-    local[..., 3 * H:] = tanh_cs * o * (1 - o)
-    dc_from_h = o * (1 - tanh_cs * tanh_cs)                   # (T, B, H)
-    local3 = local.reshape(T, B, 4, H)[:, :, :3]              # the gates driven by dc
-
     da = np.empty_like(acts)                                  # (T, B, 4H)
-    da3 = da.reshape(T, B, 4, H)[:, :, :3]
     dh_rec, dc = (s.copy() for s in dstate)
     dh = np.empty((B, H), hs.dtype)
     tmp = np.empty((B, H), hs.dtype)
+    # Every factor is computed per step on (B, H) blocks that stay in cache; doing them for the
+    # whole chunk at once costs more in memory traffic than it saves in calls.
     for t in range(T - 1, -1, -1):
+        i, f, g, o = (acts[t, :, k * H:(k + 1) * H] for k in range(4))
+        da_i, da_f, da_g, da_o = (da[t, :, k * H:(k + 1) * H] for k in range(4))
+        tanh_c = tanh_cs[t]
+        c_prev = cs[t - 1] if t > 0 else c0
         np.add(dhs[t], dh_rec, out=dh)                        # from the output and from t + 1
-        np.multiply(dh, dc_from_h[t], out=tmp)
+        np.multiply(tanh_c, tanh_c, out=tmp)                  # dc += dh * o * (1 - tanh(c)^2)
+        np.subtract(1, tmp, out=tmp)
+        tmp *= o
+        tmp *= dh
         dc += tmp
-        np.multiply(dc[:, None, :], local3[t], out=da3[t])    # a_i, a_f, a_g
-        np.multiply(dh, local[t, :, 3 * H:], out=da[t, :, 3 * H:])  # a_o
+        np.subtract(1, o, out=da_o)                           # a_o: dh * tanh(c) * o (1 - o)
+        da_o *= o
+        da_o *= tanh_c
+        da_o *= dh
+        np.subtract(1, i, out=da_i)                           # a_i: dc * g * i (1 - i)
+        da_i *= i
+        da_i *= g
+        da_i *= dc
+        np.subtract(1, f, out=da_f)                           # a_f: dc * c_prev * f (1 - f)
+        da_f *= f
+        da_f *= c_prev
+        da_f *= dc
+        np.multiply(g, g, out=da_g)                           # a_g: dc * i * (1 - g^2)
+        np.subtract(1, da_g, out=da_g)
+        da_g *= i
+        da_g *= dc
         np.matmul(da[t], w_hh, out=dh_rec)
-        dc *= f[t]
+        dc *= f
     dw_hh = recurrent_weight_grad(da, hs, h0)
     db_hh = da.sum(axis=(0, 1))
     return da, dw_hh, db_hh, (dh_rec, dc)
