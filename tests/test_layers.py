@@ -19,7 +19,8 @@ def test_gather_rows_grad_matches_one_hot_matmul(num_rows, n):
 def test_recurrent_weight_grad_matches_a_loop():
     rng = np.random.default_rng(1)
     T, B, G, H = 4, 3, 8, 2
-    da, hs, h0 = rng.standard_normal((T, B, G)), rng.standard_normal((T, B, H)), rng.standard_normal((B, H))
+    da, hs = rng.standard_normal((T, B, G)), rng.standard_normal((T, B, H))
+    h0 = rng.standard_normal((B, H))
     h_prev = np.concatenate([h0[None], hs[:-1]])
     expected = sum(da[t].T @ h_prev[t] for t in range(T))
     assert np.allclose(recurrent_weight_grad(da, hs, h0), expected)
