@@ -123,7 +123,8 @@ def _top_p(value):
 # Options a resumed run takes from its checkpoint; giving a different value is an error.
 MODEL_AND_DATA_OPTIONS = ("cell", "activation", "layers", "hidden", "dropout", "seq_len",
                           "batch_size", "lr", "optimizer", "lr_schedule", "warmup",
-                          "weight_decay", "clip_norm", "clip_value", "val_frac", "seed")
+                          "weight_decay", "clip_norm", "clip_value", "val_frac", "seed",
+                          "state_reset")
 
 
 @app.command()
@@ -147,10 +148,12 @@ def train(
     epochs: float | None = typer.Option(None, callback=_positive, help="Stop after this many passes."),
     time_budget: float | None = typer.Option(None, "--time-budget", callback=_positive, help="Stop after this many seconds, final evaluation included."),
     eval_every: int | None = typer.Option(None, "--eval-every", min=1, help="Validate and save every N steps. [default: 10 times per run]"),
-    eval_streams: int | None = typer.Option(None, "--eval-streams", min=1, help="Streams for validation scoring. [default: 1, exact]"),
+    eval_seconds: float | None = typer.Option(None, "--eval-seconds", callback=_positive, help="Validate and save every N seconds instead. [default: an eighth of --time-budget]"),
+    eval_streams: int | None = typer.Option(None, "--eval-streams", min=1, help="Streams for validation scoring (see eval perplexity --streams). [default: 16]"),
     eval_chars: int | None = typer.Option(None, "--eval-chars", min=2, help="Cap the validation text (for huge corpora)."),
     val_frac: float | None = typer.Option(None, "--val-frac", callback=_fraction, help="Tail fraction held out for validation. [default: 0.1]"),
     seed: int | None = typer.Option(None, min=0, help="Random seed. [default: 1337]"),
+    state_reset: float | None = typer.Option(None, "--state-reset", callback=_fraction, help="Chance per stream and step that the carried state restarts from zero. [default: 0.01]"),
     patience: int | None = typer.Option(None, min=0, help="Stop after N evaluations without improvement; 0 = off."),
     order: int = typer.Option(6, min=1, max=12, help="n-gram order (--cell ngram)."),
     out: Path | None = typer.Option(None, help="Run directory for last.npz, best.npz, metrics.jsonl. [default: runs/<corpus name>]"),
@@ -163,7 +166,8 @@ def train(
     given = {k: v for k, v in locals().items() if k in MODEL_AND_DATA_OPTIONS and v is not None}
     given = {k: (v.value if isinstance(v, Enum) else v) for k, v in given.items()}
     limits = {"steps": steps, "epochs": epochs, "time_budget": time_budget,
-              "eval_every": eval_every, "eval_streams": eval_streams, "eval_chars": eval_chars,
+              "eval_every": eval_every, "eval_seconds": eval_seconds,
+              "eval_streams": eval_streams, "eval_chars": eval_chars,
               "patience": patience}
     from charlm import commands
     commands.run_train(corpus, given, limits, order=order, out=out, resume=resume, force=force,

@@ -6,9 +6,11 @@ layer (the only one, with cli.py, that prints or imports rich and tqdm).
 
 import json
 import math
+import os
 import signal
 import sys
-from dataclasses import fields
+import time
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,12 +53,49 @@ def run_train(corpus_paths, given, limits, *, order, out, resume, force, encodin
     train_ids, val_ids = data.split_train_val(corpus.ids, tcfg.val_frac)
     data_info = {"fingerprint": corpus.fingerprint, "train_chars": int(len(train_ids)),
                  "val_chars": int(len(val_ids))}
+    if len(val_ids) < 2:
+        err_console.print(f"[yellow]warning:[/] the validation split has {len(val_ids)} "
+                          f"characters (--val-frac {tcfg.val_frac:g}); validation is off and "
+                          "best.npz will not be written", highlight=False)
     lock = prepare_out_dir(out, fresh=resume is None, force=force)
     try:
+        probe_seconds = 0.0
+        if resume is None and tcfg.time_budget and not AUTO_SIZE_BLOCKERS & given.keys():
+            started = time.perf_counter()
+            tcfg = _auto_size(tcfg, vocab, train_ids, val_ids, out)
+            probe_seconds = time.perf_counter() - started
         trainer = Trainer(tcfg, vocab, train_ids, val_ids, out, data_info, resume=ckpt)
+        trainer.progress["elapsed"] += probe_seconds      # the budget covers the probing too
         _train_with_progress(trainer, tcfg, vocab, corpus, quiet)
     finally:
         lock.close()
+
+
+# Giving any of these means the user chose the model's size: charlm does not auto-size.
+AUTO_SIZE_BLOCKERS = {"layers", "hidden", "batch_size", "seq_len", "dropout"}
+
+
+def _auto_size(tcfg, vocab, train_ids, val_ids, out):
+    """Choose layers, hidden size and dropout for the time budget (see autosize.py)."""
+    from charlm import autosize
+
+    def time_step(layers, hidden):
+        trial = replace(tcfg, layers=layers, hidden=hidden)
+        trainer = Trainer(trial, vocab, train_ids, val_ids, out, {})
+        trainer.train_step()                               # warm-up: first-touch allocations
+        times = []
+        for _ in range(2):
+            started = time.perf_counter()
+            trainer.train_step()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    layers, hidden, dropout, reason = autosize.choose(
+        tcfg.cell, vocab.size, len(train_ids), tcfg.time_budget, tcfg.batch_size, tcfg.seq_len,
+        time_step)
+    err_console.print(f"auto-size: {reason} (set --hidden/--layers to choose yourself)",
+                      highlight=False)
+    return replace(tcfg, layers=layers, hidden=hidden, dropout=dropout)
 
 
 def _resumed_config(ckpt, given, limits, resume):
@@ -87,10 +126,20 @@ def _train_with_progress(trainer, tcfg, vocab, corpus, quiet):
         f"{trainer.parameter_count():,} parameters) on {corpus.fingerprint['chars']:,} characters, "
         f"vocabulary {vocab.size}; batch {tcfg.batch_size} x {tcfg.seq_len}; "
         f"run directory {trainer.out}", highlight=False)
-    val_text = "-"
+    val_text, warned_skip = "-", False
     try:
         for event in trainer.run():
             kind = event["event"]
+            if kind == "step" and not warned_skip and not (
+                    math.isfinite(event["loss"]) and math.isfinite(event["grad_norm"])):
+                warned_skip = True                  # once; the summary has the count
+                message = (f"warning: step {event['step']} had a non-finite loss "
+                           f"({event['loss']:g}) or gradient norm ({event['grad_norm']:g}); its "
+                           "update was skipped")
+                if bar is not None:
+                    bar.write(message, file=sys.stderr)
+                else:
+                    err_console.print(message, highlight=False, markup=False, soft_wrap=True)
             if kind == "start" and not quiet:
                 total = event["total_steps"] or None
                 unit = "step" if total else "s"
@@ -193,22 +242,44 @@ def run_sample(path, prime, length, temperature, top_k, top_p, seed, unknown):
     rng = np.random.default_rng(seed)
     out = sys.stdout
     interactive = out.isatty()
-    out.write(prime if prime and unknown == "error" else vocab.decode(prime_ids) if prime else "")
-    out.flush()
+    shown = prime if prime and unknown == "error" else vocab.decode(prime_ids) if prime else ""
     try:
-        for char_id in generate(lm.stepper(), [int(i) for i in prime_ids], length, rng,
-                                temperature, top_k, top_p):
-            ch = vocab.char(char_id)
-            out.write(ch)
-            if interactive or ch == "\n":
-                out.flush()
+        out.write(shown)
+        out.flush()
+        # non-finite values are caught by draw(); numpy's warnings would only add noise
+        with np.errstate(all="ignore"):
+            for char_id in generate(lm.stepper(), [int(i) for i in prime_ids], length, rng,
+                                    temperature, top_k, top_p):
+                ch = vocab.char(char_id)
+                out.write(ch)
+                if interactive or ch == "\n":
+                    out.flush()
+        if shown or length:                         # --length 0 without a prime prints nothing
+            out.write("\n")
+        out.flush()
     except FloatingPointError:
         raise CheckpointError(f"{path}: the model produced non-finite probabilities; "
                               "the checkpoint is unusable") from None
     except KeyboardInterrupt:
-        pass
-    out.write("\n")
-    out.flush()
+        _flush_quietly(out)                         # keep what was printed, then die by SIGINT
+        raise
+    except BrokenPipeError:
+        _discard_stdout()                           # `| head`: the reader went away; not an error
+
+
+def _flush_quietly(out):
+    try:
+        out.write("\n")
+        out.flush()
+    except BrokenPipeError:
+        _discard_stdout()
+
+
+def _discard_stdout():
+    """Point stdout at /dev/null so the exit-time flush of what is buffered cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 # ---- eval -----------------------------------------------------------------------------------
@@ -223,11 +294,15 @@ def run_eval(path, files, corpus_paths, split, val_frac, streams, compare, unkno
     for lm in models:
         texts, skipped = _texts_for(lm, files, corpus_paths, split, val_frac, unknown)
         nll, count = 0.0, 0
-        for ids in texts:
-            n, c = lm.score(ids, streams)
-            nll, count = nll + n, count + c
+        with np.errstate(all="ignore"):             # a non-finite score is reported below
+            for ids in texts:
+                n, c = lm.score(ids, streams)
+                nll, count = nll + n, count + c
         if count == 0:
             raise CorpusError("the text has fewer than two characters; nothing to predict")
+        if not math.isfinite(nll):
+            raise CheckpointError(f"{lm.path}: the model produced non-finite probabilities "
+                                  f"(total {nll}); the checkpoint is unusable")
         result = evaluate.summarize(nll, count)
         if unknown == "skip":
             result["skipped"] = skipped

@@ -109,10 +109,15 @@ def _gate_scale(cell, H, dtype):
 def draw(logits, rng, temperature=1.0, top_k=0, top_p=1.0):
     """One id from softmax(logits / temperature), optionally restricted to the top k ids or the
     smallest set whose probability reaches top_p. temperature 0 is greedy (argmax)."""
+    top = float(logits.max())                                # NaN if any logit is NaN
+    if not np.isfinite(top):
+        raise FloatingPointError("model produced non-finite probabilities")
     if temperature == 0:
         return int(np.argmax(logits))
-    z = logits.astype(np.float64) / temperature              # float64: tiny temperatures are safe
-    z -= z.max()
+    # Shift before dividing: z <= 0, so a tiny temperature (1e-300, 1e-320) can only overflow
+    # to -inf, whose exp is 0, while the maximum stays exp(0) = 1: greedy in the limit.
+    with np.errstate(over="ignore"):
+        z = (logits.astype(np.float64) - top) / temperature
     p = np.exp(z)
     if top_k and top_k < len(p):
         cutoff = np.partition(p, -top_k)[-top_k]

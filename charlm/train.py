@@ -11,6 +11,7 @@ The library never prints: `Trainer.run()` yields event dicts that the CLI render
 import fcntl
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,12 +43,15 @@ class TrainConfig:
     epochs: float = 0.0
     time_budget: float = 0.0        # seconds; 0 = none
     eval_every: int = 0             # steps; 0 = ten evaluations over the run
-    eval_streams: int = 1
+    eval_seconds: float = 0.0       # seconds between evaluations; 0 = an eighth of a time budget
+    eval_streams: int = 16          # see evaluate.py; within ~0.001 nats of 1 stream, far faster
     eval_chars: int = 0             # 0 = the whole validation split
     val_frac: float = 0.1
     seed: int = 1337
     patience: int = 0               # evaluations without improvement before stopping; 0 = off
+    state_reset: float = 0.01       # chance per stream and step that its carried state restarts
     max_skips: int = 5
+    explode_factor: float = 3.0     # diverged once the smoothed loss passes this x the first loss
 
     def model_config(self, vocab_size):
         return model.ModelConfig(cell=self.cell, vocab_size=vocab_size, hidden=self.hidden,
@@ -65,10 +69,27 @@ def prepare_out_dir(out, *, fresh, force):
         raise OutputError(f"cannot use output directory {out}: {exc.strerror}; "
                           "choose another --out") from None
     try:
+        _lock_and_check(lock, out, fresh=fresh, force=force)
+    except BaseException:
+        lock.close()
+        raise
+    return lock
+
+
+def _lock_and_check(lock, out, *, fresh, force):
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        raise OutputError(f"{out} is in use by another charlm train; wait for it or choose "
+        lock.seek(0)
+        holder = lock.read(32).strip()
+        by = f" (PID {holder})" if holder.isdigit() else ""
+        raise OutputError(f"{out} is in use by another charlm train{by}; wait for it or choose "
                           "another --out") from None
+    try:                                        # named in the error a second run gets
+        os.ftruncate(lock.fileno(), 0)          # unbuffered: nothing left to fail at close()
+        os.write(lock.fileno(), f"{os.getpid()}\n".encode())
+    except OSError:
+        pass                                    # only a nicety; the probe below reports a bad dir
     remove_stale_temps(out)
     existing = [name for name in ("last.npz", "best.npz") if (out / name).exists()]
     if fresh and existing and not force:
@@ -83,7 +104,6 @@ def prepare_out_dir(out, *, fresh, force):
         raise OutputError(f"cannot write to {out}: {exc.strerror}; choose another --out") from None
     if fresh and force and (out / "metrics.jsonl").exists():
         (out / "metrics.jsonl").unlink()
-    return lock
 
 
 # What resuming restores; every piece is needed for a bitwise-equal continuation.
@@ -115,10 +135,12 @@ class Trainer:
         self.state = model.initial_state(self.mcfg, B)
         self.progress = {"step": 0, "epoch": 0, "window": 0, "elapsed": 0.0, "best_val": None,
                          "last_val": None, "skipped": 0, "consecutive_skips": 0,
-                         "evals_since_best": 0, "optimizer_step": 0}
+                         "evals_since_best": 0, "optimizer_step": 0, "initial_loss": None,
+                         "smoothed_loss": None}
         if resume is not None:
             self._restore(resume)
         self.stop_signal = None                           # set by the CLI's signal handler
+        self.last_finite = None                           # (step, loss) for the divergence report
         self.total_steps = self._total_steps()
 
     # -- setup ------------------------------------------------------------------------------
@@ -174,7 +196,10 @@ class Trainer:
             return
         started = time.perf_counter() - p["elapsed"]
         eval_every = t.eval_every or max(1, (self.total_steps or 10**9) // 10)
-        next_eval_time = p["elapsed"] + (t.time_budget / 10 if t.time_budget else math.inf)
+        by_time = t.eval_seconds or (t.time_budget / 8 if t.time_budget and not t.eval_every
+                                     else 0.0)
+        eval_interval = by_time or math.inf
+        next_eval_time = p["elapsed"] + eval_interval
         reserve = self._estimate_eval_seconds() if t.time_budget else 0.0
         chars_per_step = t.batch_size * t.seq_len
         train_sum, train_count, window_start = 0.0, 0, time.perf_counter()
@@ -196,14 +221,13 @@ class Trainer:
                        "path": str(self.out / "last.npz")}
                 return
             done = self._finished(p["elapsed"] + reserve)
-            due = (p["step"] % eval_every == 0) if not t.time_budget or t.eval_every else (
-                p["elapsed"] >= next_eval_time)
+            due = p["elapsed"] >= next_eval_time if by_time else p["step"] % eval_every == 0
             if due or done:
                 eval_started = time.perf_counter()
                 yield from self._evaluate_and_save(train_sum / max(train_count, 1))
                 reserve = max(reserve, time.perf_counter() - eval_started)
                 train_sum, train_count = 0.0, 0
-                next_eval_time = p["elapsed"] + (t.time_budget / 10 if t.time_budget else math.inf)
+                next_eval_time = p["elapsed"] + eval_interval
                 window_start = time.perf_counter()
                 if t.patience and p["evals_since_best"] >= t.patience:
                     yield {"event": "early_stop", "step": p["step"]}
@@ -236,6 +260,12 @@ class Trainer:
 
     def train_step(self):
         """One TBPTT step; returns (mean loss in nats, gradient norm before clipping)."""
+        # a non-finite loss or gradient is handled below (skip; diverge after max_skips), so
+        # numpy's overflow warnings would only flood the terminal
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self._train_step()
+
+    def _train_step(self):
         t, p = self.tcfg, self.progress
         idx = self.base + p["window"] * t.seq_len
         x, y = self.train_ids[idx], self.train_ids[idx + 1]          # (T, B) each
@@ -247,6 +277,7 @@ class Trainer:
         norm = optim.global_norm(self.grad_flat)
         # Checked before clipping: an inf norm times a clip factor would become NaN weights.
         if math.isfinite(step_loss) and math.isfinite(norm):
+            self._check_explosion(step_loss)
             if t.clip_value:
                 optim.clip_by_value(self.grad_flat, t.clip_value)
                 norm_after = optim.global_norm(self.grad_flat)
@@ -255,16 +286,19 @@ class Trainer:
             optim.clip_by_norm(self.grad_flat, norm_after, t.clip_norm)
             self.opt.step(self.grad_flat, self._lr())
             p["consecutive_skips"] = 0
-            self.state = new_state
+            self.state = self._occasionally_reset(new_state)
+            self.last_finite = (p["step"] + 1, step_loss)
         else:
             p["skipped"] += 1
             p["consecutive_skips"] += 1
             if p["consecutive_skips"] >= t.max_skips:
+                last = ("no finite loss in this run" if self.last_finite is None else
+                        f"last finite loss {self.last_finite[1]:.4g} at step {self.last_finite[0]}")
                 raise DivergedError(
                     f"the loss diverged ({p['consecutive_skips']} steps in a row with a "
-                    f"non-finite loss or gradient, step {p['step'] + 1}); "
-                    f"lower --lr (now {t.lr:g}) "
-                    f"or --clip-norm; the last good checkpoint in {self.out} is intact")
+                    f"non-finite loss or gradient, step {p['step'] + 1}: loss {step_loss:g}, "
+                    f"gradient norm {norm:g}; {last}); lower --lr (now {t.lr:g}) "
+                    f"or --clip-norm; {self._kept()}")
             if all(np.isfinite(a).all() for layer in new_state for a in layer):
                 self.state = new_state
             else:
@@ -276,14 +310,51 @@ class Trainer:
             p["epoch"] += 1
         return step_loss, norm
 
+    def _check_explosion(self, step_loss):
+        """char-rnn's rule: a smoothed loss above explode_factor x the first loss is divergence,
+        even while every value is still finite (a huge --lr with tanh cells stays finite)."""
+        t, p = self.tcfg, self.progress
+        if not t.explode_factor:
+            return
+        if p["initial_loss"] is None:
+            p["initial_loss"] = p["smoothed_loss"] = step_loss
+            return
+        p["smoothed_loss"] = 0.9 * p["smoothed_loss"] + 0.1 * step_loss
+        if p["smoothed_loss"] > t.explode_factor * p["initial_loss"]:
+            raise DivergedError(
+                f"the loss is exploding (smoothed {p['smoothed_loss']:.4g} nats/char at step "
+                f"{p['step'] + 1}, over {t.explode_factor:g} x the first {p['initial_loss']:.4g}); "
+                f"lower --lr (now {t.lr:g}) or --clip-norm; {self._kept()}")
+
+    def _kept(self):
+        """The end of a divergence message: what the user still has."""
+        if (self.out / "last.npz").exists():
+            return f"the last good checkpoint, {self.out / 'last.npz'}, is intact"
+        return f"no checkpoint was saved in {self.out}"
+
+    def _occasionally_reset(self, state):
+        """Restart a few streams' state from zero, so the model also learns to begin from the
+        zero state that sampling and evaluation start from. A model that only ever continues
+        carried state can come to rely on cell values built up over thousands of steps and
+        then score far worse from a fresh start."""
+        if self.tcfg.state_reset <= 0:
+            return state
+        restart = self.rng.random(self.tcfg.batch_size) < self.tcfg.state_reset
+        if restart.any():
+            for layer in state:
+                for part in layer:
+                    part[restart] = 0
+        return state
+
     # -- evaluation and checkpoints ---------------------------------------------------------
 
     def validation_loss(self):
         """Mean nats/char on the validation split, by the code `eval perplexity` uses."""
         if len(self.val_ids) < 2:
             return None
-        nll, count = evaluate.score_ids(self.params, self.mcfg, self.val_ids,
-                                        streams=self.tcfg.eval_streams)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # checked by caller
+            nll, count = evaluate.score_ids(self.params, self.mcfg, self.val_ids,
+                                            streams=self.tcfg.eval_streams)
         return nll / count
 
     def _estimate_eval_seconds(self):
@@ -292,7 +363,8 @@ class Trainer:
             return 0.0
         probe = self.val_ids[:min(len(self.val_ids), 2048)]
         started = time.perf_counter()
-        evaluate.score_ids(self.params, self.mcfg, probe, streams=self.tcfg.eval_streams)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            evaluate.score_ids(self.params, self.mcfg, probe, streams=self.tcfg.eval_streams)
         seconds = time.perf_counter() - started
         return 1.5 * seconds * len(self.val_ids) / len(probe) + 0.5
 
@@ -301,7 +373,7 @@ class Trainer:
         val = self.validation_loss()
         if val is not None and not math.isfinite(val):
             raise DivergedError(f"validation loss is {val} at step {p['step']}; lower --lr "
-                                f"(now {self.tcfg.lr:g}); the last good checkpoint is intact")
+                                f"(now {self.tcfg.lr:g}); {self._kept()}")
         p["last_val"] = val
         improved = val is not None and (p["best_val"] is None or val < p["best_val"])
         if improved:
@@ -323,8 +395,8 @@ class Trainer:
             bundle.save(self.out / name, self.config_dict(), self.params, self.vocab,
                         self.opt.moment_views, self.state)
         except NonFiniteStateError as exc:
-            raise DivergedError(f"{exc}; lower --lr (now {self.tcfg.lr:g}); the last good "
-                                "checkpoint is intact") from None
+            raise DivergedError(f"{exc}; lower --lr (now {self.tcfg.lr:g}); "
+                                f"{self._kept()}") from None
 
     def _append_metrics(self, record):
         try:

@@ -85,7 +85,7 @@ def test_eval_json_and_compare(trained, small_corpus, capfd):
 
 def test_eval_split_val_equals_the_training_validation_loss(trained, small_corpus, capfd):
     code, out, _ = run(capfd, "eval", "perplexity", trained / "last.npz", "--corpus",
-                       small_corpus, "--split", "val", "--json")
+                       small_corpus, "--split", "val", "--streams", "16", "--json")
     ckpt, _ = bundle.load(trained / "last.npz")
     assert code == 0
     assert json.loads(out)["nats_per_char"] == pytest.approx(ckpt.config["progress"]["last_val"],

@@ -1,0 +1,78 @@
+"""Choosing the model size for a time budget when the user leaves it to charlm.
+
+On a CPU, a model that is too big for the budget sees too few characters and a model that is
+too small stops improving early; size matters more than anything else. The rule:
+
+1. Time two short training probes (a small and a large 2-layer LSTM at batch 32 x 64) and fit
+   seconds per step = a + b * (multiply-adds per character), which covers both the fixed
+   per-step cost of numpy calls and the matrix work.
+2. Predict, for each candidate size, how many characters it will see in the training part of
+   the budget (the budget minus the probes, the validation passes and the checkpoints).
+3. Take the largest candidate that sees at least CHARS_PER_PARAM characters per parameter and
+   has at most MAX_PARAMS_PER_CHAR parameters per training character (a small corpus is
+   memorised, not learnt, by a huge model).
+4. Dropout grows with the number of passes over the corpus the run will make.
+"""
+
+import time
+
+from charlm.cells import GATES
+
+CANDIDATES = ((1, 128), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512))
+PROBES = ((2, 128), (2, 384))
+CHARS_PER_PARAM = 4.0
+MAX_PARAMS_PER_CHAR = 2.0
+TRAIN_SHARE = 0.85              # of the budget left after probing; the rest validates and saves
+
+
+def parameter_count(cell, vocab_size, layers, hidden):
+    G, V, H = GATES[cell], vocab_size, hidden
+    count = G * H * (V + H + 2) + V * (H + 1)
+    count += (layers - 1) * G * H * (2 * H + 2)
+    return count
+
+
+def macs_per_char(cell, vocab_size, layers, hidden):
+    """Multiply-adds per character in the forward pass (the gathered input layer is free)."""
+    G, V, H = GATES[cell], vocab_size, hidden
+    return G * H * H * layers + G * H * H * (layers - 1) + V * H
+
+
+def dropout_for(epochs):
+    """More passes over the same text need more regularisation."""
+    if epochs < 2:
+        return 0.0
+    if epochs < 6:
+        return 0.1
+    return 0.2
+
+
+def choose(cell, vocab_size, train_chars, budget, batch_size, seq_len, time_step):
+    """Pick (layers, hidden, dropout) and say why.
+
+    time_step(layers, hidden) returns the measured seconds of one training step; it is called
+    for the PROBES only.
+    """
+    started = time.perf_counter()
+    measured = {size: time_step(*size) for size in PROBES}
+    (l1, h1), (l2, h2) = PROBES
+    x1, x2 = (macs_per_char(cell, vocab_size, l, h) for l, h in PROBES)
+    slope = max((measured[PROBES[1]] - measured[PROBES[0]]) / (x2 - x1), 0.0)
+    intercept = max(measured[PROBES[0]] - slope * x1, 0.0)
+    train_seconds = TRAIN_SHARE * max(budget - (time.perf_counter() - started), 0.0)
+    chars_per_step = batch_size * seq_len
+    best = None
+    for layers, hidden in CANDIDATES:
+        step = intercept + slope * macs_per_char(cell, vocab_size, layers, hidden)
+        chars = train_seconds / max(step, 1e-6) * chars_per_step
+        params = parameter_count(cell, vocab_size, layers, hidden)
+        fits = chars >= CHARS_PER_PARAM * params and params <= MAX_PARAMS_PER_CHAR * train_chars
+        if best is None or fits:
+            best = (layers, hidden, chars, params)
+    layers, hidden, chars, params = best
+    epochs = chars / max(train_chars, 1)
+    dropout = dropout_for(epochs)
+    reason = (f"{budget:g} s should let a {layers}x{hidden} {cell.upper()} ({params:,} parameters) "
+              f"see about {chars / 1e6:.1f}M characters ({epochs:.1f} passes over the corpus), "
+              f"at least {CHARS_PER_PARAM:g} per parameter; dropout {dropout:g}")
+    return layers, hidden, dropout, reason
