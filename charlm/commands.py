@@ -21,7 +21,7 @@ from charlm import bundle, data, evaluate, loss
 from charlm.errors import CheckpointError, CorpusError, UsageError
 from charlm.train import TrainConfig, Trainer, prepare_out_dir
 
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)   # a warning stays one greppable line
 
 
 # ---- train ----------------------------------------------------------------------------------

@@ -121,10 +121,13 @@ class Trainer:
         stream_len = (len(train_ids) - 1) // B
         self.windows = stream_len // T                    # steps per epoch
         if self.windows < 1:
-            need = B * T + 1
+            need, n = B * T + 1, len(train_ids)
+            fits = [f"--{name} {value}" for name, value in
+                    (("seq-len", (n - 1) // B), ("batch-size", (n - 1) // T)) if value >= 1]
             raise CorpusError(
-                f"the training split has {len(train_ids)} characters but one batch needs {need}; "
-                f"use a smaller --batch-size (now {B}) or --seq-len (now {T})")
+                f"the training split has {n} characters but one batch needs {need}; "
+                f"use a smaller --batch-size (now {B}) or --seq-len (now {T})"
+                + (f", e.g. {' or '.join(fits)}" if fits else "") + ", or a longer text")
         # (T, B) offsets of one window; window w reads train_ids[base + w * T]
         self.base = np.arange(B)[None, :] * stream_len + np.arange(T)[:, None]
         self.rng = np.random.default_rng(tcfg.seed)

@@ -1,0 +1,235 @@
+"""Validation loss per CPU-minute: charlm's defaults against PyTorch and the n-gram baseline.
+
+For each time budget, on the same 90/10 tail split:
+  * charlm: `charlm train CORPUS --time-budget B` with no other options (a subprocess, exactly
+    what a user runs), validated every 30 s;
+  * PyTorch: an LSTM of the size charlm chose, with the same optimizer (Adam, same rate, the
+    same warm-up + cosine schedule laid over the budget), batch, unroll and clipping, trained for
+    the same wall-clock budget (skipped when torch is absent);
+  * the 6-gram Kneser-Ney baseline (trained in about a second).
+Every final figure is a full validation pass from the zero state (`--streams 1`), mean nats/char.
+Writes benchmarks/QUALITY.md and a learning-curve picture benchmarks/quality.svg.
+
+    python benchmarks/quality.py [--budgets 60,120,300,600] [--corpus PATH] [--no-torch]
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
+CHARLM = [sys.executable, "-m", "charlm"]
+CURVE_EVERY = 30.0
+
+
+def charlm_json(*args):
+    out = subprocess.run([*CHARLM, *map(str, args)], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def run_charlm(corpus, budget, workdir):
+    """Train with defaults; returns (curve [(seconds, val)], final val, checkpoint, config)."""
+    out = workdir / f"charlm-{budget}"
+    started = time.perf_counter()
+    subprocess.run([*CHARLM, "train", corpus, "--time-budget", budget, "--out", out,
+                    "--eval-seconds", CURVE_EVERY, "--quiet", "--force"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wall = time.perf_counter() - started
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    curve = [(r["elapsed"], r["val_loss"]) for r in records if r.get("val_loss") is not None]
+    final = charlm_json("eval", "perplexity", out / "best.npz", "--corpus", corpus, "--split",
+                        "val", "--streams", "1", "--json")["nats_per_char"]
+    info = charlm_json("info", out / "best.npz", "--json")
+    return curve, final, out / "best.npz", info, wall
+
+
+def run_torch(corpus, budget, info):
+    """The same model size, optimizer, schedule, batch and budget in PyTorch."""
+    import torch
+    from _torch_ref import TorchTrainer
+
+    from charlm import data, evaluate, model, optim
+    from charlm.model import ModelConfig
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    m, t = info["model"], info["train"]
+    cfg = ModelConfig(cell=m["cell"], vocab_size=m["vocab_size"], hidden=m["hidden"],
+                      layers=m["layers"], activation=m["activation"])
+    read = data.read_corpus([corpus])
+    train_ids, val_ids = data.split_train_val(read.ids, t["val_frac"])
+    _, params = model.init_params(cfg, np.random.default_rng(t["seed"]))
+    trainer = TorchTrainer(params, cfg, train_ids, t["batch_size"], t["seq_len"], lr=t["lr"],
+                           clip_norm=t["clip_norm"])
+    if m["dropout"]:
+        trainer.model.rnn.dropout = m["dropout"]
+
+    def validate(streams):
+        trained = {k: v.detach().numpy() for k, v in trainer.model.state_dict().items()}
+        nll, count = evaluate.score_ids(trained, cfg, val_ids, streams=streams)
+        return nll / count
+
+    curve, trained_for, next_eval = [], 0.0, CURVE_EVERY
+    trainer.model.train()
+    while trained_for < budget:
+        factor = optim.schedule_factor(t["lr_schedule"], trained_for / budget, t["warmup"])
+        for group in trainer.opt.param_groups:
+            group["lr"] = t["lr"] * factor
+        started = time.perf_counter()
+        trainer.train_step()
+        trained_for += time.perf_counter() - started
+        if trained_for >= next_eval:
+            curve.append((trained_for, validate(16)))
+            next_eval += CURVE_EVERY
+    return curve, validate(1)
+
+
+def run_ngram(corpus, workdir):
+    out = workdir / "ngram"
+    subprocess.run([*CHARLM, "train", corpus, "--cell", "ngram", "--out", out, "--force"],
+                   check=True, capture_output=True)
+    return charlm_json("eval", "perplexity", out / "best.npz", "--corpus", corpus, "--split",
+                       "val", "--json")["nats_per_char"]
+
+
+def sample_text(checkpoint, length=500):
+    out = subprocess.run([*CHARLM, "sample", checkpoint, "--prime", "ROMEO:", "--length",
+                          str(length), "--seed", "1", "--unknown", "skip"],
+                         check=True, capture_output=True, text=True)
+    return out.stdout
+
+
+def svg_curves(series, path, title):
+    """A small line chart, written by hand: series is {label: [(seconds, nats), ...]}."""
+    width, height, pad = 720, 420, 60
+    points = [p for curve in series.values() for p in curve]
+    x_max = max(p[0] for p in points) * 1.05
+    y_min = min(p[1] for p in points) - 0.05
+    y_max = min(max(p[1] for p in points), 3.5) + 0.05
+
+    def xy(t, v):
+        v = min(v, y_max)
+        return (pad + (width - 2 * pad) * t / x_max,
+                height - pad - (height - 2 * pad) * (v - y_min) / (y_max - y_min))
+
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'font-family="sans-serif" font-size="12">',
+             f'<rect width="{width}" height="{height}" fill="white"/>',
+             f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14">{title}</text>',
+             f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" '
+             'stroke="black"/>',
+             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="black"/>',
+             f'<text x="{width / 2}" y="{height - 20}" text-anchor="middle">training seconds</text>',
+             f'<text x="15" y="{height / 2}" transform="rotate(-90 15 {height / 2})" '
+             'text-anchor="middle">validation nats/char</text>']
+    for k in range(6):
+        v = y_min + (y_max - y_min) * k / 5
+        _, y = xy(0, v)
+        parts.append(f'<text x="{pad - 5}" y="{y + 4}" text-anchor="end">{v:.2f}</text>')
+        t = x_max * k / 5
+        x, _ = xy(t, y_min)
+        parts.append(f'<text x="{x}" y="{height - pad + 15}" text-anchor="middle">{t:.0f}</text>')
+    for i, (label, curve) in enumerate(series.items()):
+        colour = colours[i % len(colours)]
+        if len(curve) == 1 and curve[0][0] == 0:           # a constant: the n-gram baseline
+            _, y = xy(0, curve[0][1])
+            parts.append(f'<line x1="{pad}" y1="{y}" x2="{width - pad}" y2="{y}" '
+                         f'stroke="{colour}" stroke-dasharray="6 4"/>')
+        else:
+            coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(t, v) for t, v in curve))
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
+                         f'points="{coords}"/>')
+        parts.append(f'<text x="{width - pad - 150}" y="{pad + 16 * i}" fill="{colour}">'
+                     f'{label}</text>')
+    parts.append("</svg>")
+    Path(path).write_text("\n".join(parts) + "\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budgets", default="60,120,300,600")
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--no-torch", action="store_true")
+    args = parser.parse_args()
+    if not args.corpus.is_file():
+        sys.exit(f"error: corpus {args.corpus} not found; pass --corpus FILE")
+    budgets = [float(b) for b in args.budgets.split(",")]
+    try:
+        import torch  # noqa: F401
+        have_torch = not args.no_torch
+    except ImportError:
+        have_torch = False
+
+    rows, series, samples = [], {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        ngram = run_ngram(args.corpus, workdir)
+        print(f"6-gram Kneser-Ney: {ngram:.4f}", flush=True)
+        for budget in budgets:
+            curve, final, ckpt, info, wall = run_charlm(args.corpus, budget, workdir)
+            m = info["model"]
+            size = f"{m['layers']}x{m['hidden']} {m['cell'].upper()}, dropout {m['dropout']:g}"
+            series[f"charlm {budget:g} s"] = curve
+            samples[budget] = sample_text(ckpt)
+            row = {"budget": budget, "charlm": final, "size": size, "wall": wall,
+                   "steps": info["step"], "ngram": ngram}
+            print(f"{budget:g} s: charlm {final:.4f} ({size}, {info['step']} steps, "
+                  f"{wall:.0f} s wall)", flush=True)
+            if have_torch:
+                torch_curve, torch_final = run_torch(args.corpus, budget, info)
+                row["torch"] = torch_final
+                series[f"PyTorch {budget:g} s"] = torch_curve
+                print(f"{budget:g} s: PyTorch {torch_final:.4f}", flush=True)
+            rows.append(row)
+    series["6-gram KN"] = [(0, ngram)]
+    svg_curves(series, REPO / "benchmarks" / "quality.svg",
+               "tiny Shakespeare: validation loss against training time")
+    write_markdown(rows, samples, args.corpus, have_torch)
+
+
+def write_markdown(rows, samples, corpus, have_torch):
+    lines = [
+        "# Quality per CPU-minute",
+        "",
+        f"Generated by `benchmarks/quality.py` on {date.today().isoformat()}: "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"numpy {np.__version__}, corpus `{corpus.name}` (last 10% validation, full pass from "
+        "the zero state, nats/char; lower is better).",
+        "",
+        "charlm runs `charlm train CORPUS --time-budget B` with no other options. PyTorch trains "
+        "an LSTM of the size charlm chose with the same Adam, schedule, batch, unroll and "
+        "clipping for the same wall-clock time."
+        if have_torch else "PyTorch was not installed for this run.",
+        "",
+        "| budget | charlm defaults | model chosen | steps | PyTorch, same size | 6-gram KN |",
+        "|---:|---:|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        torch_cell = f"{r['torch']:.4f}" if "torch" in r else "-"
+        lines.append(f"| {r['budget']:g} s | {r['charlm']:.4f} | {r['size']} | {r['steps']:,} | "
+                     f"{torch_cell} | {r['ngram']:.4f} |")
+    lines += ["", "Anchors on the same split (from the project's research, same kind of machine): "
+              "PyTorch LSTM 2x256, batch 32, unroll 64, Adam 2e-3: 1.80 at 120 s, 1.573 at 300 s; "
+              "nanoGPT's CPU baby GPT: 1.905 after 101 s, 1.646 at 300 s.", "",
+              "![learning curves](quality.svg)", ""]
+    if samples:
+        budget = max(samples)
+        lines += [f"## A 500-character sample from the {budget:g} s model", "", "```",
+                  samples[budget].rstrip("\n"), "```", ""]
+    (REPO / "benchmarks" / "QUALITY.md").write_text("\n".join(lines))
+    print("wrote benchmarks/QUALITY.md and benchmarks/quality.svg")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""The auto-sizing rule picks bigger models for bigger budgets and respects the corpus size."""
+
+import numpy as np
+
+from charlm import autosize
+
+
+def fake_timer(per_mac=2e-9, overhead=0.005):
+    """Seconds per step of a machine whose cost is linear in the model's work."""
+    def time_step(layers, hidden):
+        return overhead + per_mac * 2048 * autosize.macs_per_char("lstm", 65, layers, hidden)
+    return time_step
+
+
+def test_larger_budgets_get_larger_models():
+    sizes = [autosize.choose("lstm", 65, 1_000_000, budget, 32, 64, fake_timer())[:2]
+             for budget in (30, 120, 600, 3600)]
+    params = [autosize.parameter_count("lstm", 65, *s) for s in sizes]
+    assert params == sorted(params) and params[0] < params[-1]
+
+
+def test_a_small_corpus_caps_the_model():
+    big_corpus = autosize.choose("lstm", 65, 10_000_000, 3600, 32, 64, fake_timer())
+    small_corpus = autosize.choose("lstm", 65, 100_000, 3600, 32, 64, fake_timer())
+    assert (autosize.parameter_count("lstm", 65, *small_corpus[:2])
+            <= 2 * 100_000 < autosize.parameter_count("lstm", 65, *big_corpus[:2]))
+
+
+def test_many_passes_over_the_corpus_bring_dropout():
+    layers, hidden, dropout, reason = autosize.choose("lstm", 65, 100_000, 600, 32, 64,
+                                                      fake_timer())
+    assert dropout > 0 and "passes" in reason
+    assert autosize.dropout_for(0.5) == 0.0
+
+
+def test_parameter_count_matches_the_model():
+    from charlm import model
+    cfg = model.ModelConfig(cell="gru", vocab_size=65, hidden=32, layers=3)
+    flat, _ = model.init_params(cfg, np.random.default_rng(0))
+    assert autosize.parameter_count("gru", 65, 3, 32) == flat.size
