@@ -130,7 +130,8 @@ def svg_curves(series, path, title):
              f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" '
              'stroke="black"/>',
              f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="black"/>',
-             f'<text x="{width / 2}" y="{height - 20}" text-anchor="middle">training seconds</text>',
+             f'<text x="{width / 2}" y="{height - 20}" text-anchor="middle">'
+             'training seconds</text>',
              f'<text x="15" y="{height / 2}" transform="rotate(-90 15 {height / 2})" '
              'text-anchor="middle">validation nats/char</text>']
     for k in range(6):
