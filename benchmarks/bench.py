@@ -67,21 +67,24 @@ console = Console(highlight=False)
 
 @dataclass
 class Plan:
-    """How many timed units per side: `per_round` charlm units, then `per_round` PyTorch
-    units, for `rounds` rounds, stopping early (after a whole round) once `budget_s` is spent
-    and each side has at least `min_n` units. `warmup` untimed units per side come first."""
+    """Timed units per side: `rounds` rounds of `per_round` charlm units then `per_round`
+    PyTorch units, after `warmup` untimed units per side (alternating too)."""
 
     warmup: int
     rounds: int
     per_round: int
-    min_n: int
-    budget_s: float
+
+    @property
+    def n(self):
+        return self.rounds * self.per_round
 
 
-FULL_PLANS = {"train": Plan(2, 5, 4, 20, 1e9), "sample": Plan(1, 5, 4, 20, 1e9),
-              "eval": Plan(1, 5, 2, 5, 25.0)}
-QUICK_PLANS = {"train": Plan(1, 3, 2, 6, 1e9), "sample": Plan(1, 3, 2, 6, 1e9),
-               "eval": Plan(1, 3, 1, 3, 8.0)}
+# A training unit is one step. A sampling unit is one 2,000-character generation and an
+# evaluation unit one whole pass, each already thousands of steady-state steps long, so fewer
+# units are timed; an evaluation warms up on a short prefix instead of a whole pass.
+FULL_PLANS = {"train": Plan(2, 5, 4), "sample": Plan(1, 5, 1), "eval": Plan(1, 3, 1)}
+QUICK_PLANS = {"train": Plan(1, 3, 2), "sample": Plan(1, 3, 1), "eval": Plan(1, 2, 1)}
+EVAL_WARMUP_CHARS = 4096
 
 
 @dataclass
@@ -92,6 +95,7 @@ class Figure:
     a: list[float] = field(default_factory=list)        # charlm
     b: list[float] = field(default_factory=list)        # PyTorch
     round_ratios: list[float] = field(default_factory=list)
+    probe: list[float] = field(default_factory=list)     # GEMM seconds, one per round
 
     @property
     def rate_a(self):
@@ -213,14 +217,17 @@ def machine_info(torch, threads, thread_source):
 
 # ---- timing ---------------------------------------------------------------------------------
 
-def interleave(fig, run_a, run_b, plan, label):
-    """Alternate blocks of run_a (charlm) and run_b (PyTorch, may be None); fill fig."""
+def interleave(fig, run_a, run_b, plan, label, warm_a=None, warm_b=None, probe=None):
+    """Alternate blocks of run_a (charlm) and run_b (PyTorch, may be None); fill fig.
+
+    warm_a / warm_b replace the units in the warm-up; probe, if given, runs once after every
+    round (the GEMM peak, so that it sees the same machine load as the steps).
+    """
     for _ in range(plan.warmup):
-        run_a()
+        (warm_a or run_a)()
         if run_b is not None:
-            run_b()
-    started = time.perf_counter()
-    for r in range(plan.rounds):
+            (warm_b or run_b)()
+    for _ in range(plan.rounds):
         block_a, block_b = [], []
         for _ in range(plan.per_round):
             t = time.perf_counter()
@@ -234,9 +241,8 @@ def interleave(fig, run_a, run_b, plan, label):
             fig.round_ratios.append(statistics.median(block_b) / statistics.median(block_a))
         fig.a += block_a
         fig.b += block_b
-        if (r + 1 < plan.rounds and time.perf_counter() - started > plan.budget_s
-                and len(fig.a) >= plan.min_n):
-            break
+        if probe is not None:
+            fig.probe.append(probe())
     ratio = f", ratio {fig.ratio:.2f}" if fig.ratio else ""
     torch_part = f", torch {fig.rate_b:,.0f}" if fig.b else ""
     console.print(f"  {label}: charlm {fig.rate_a:,.0f} chars/s{torch_part}{ratio}"
@@ -244,19 +250,24 @@ def interleave(fig, run_a, run_b, plan, label):
     return fig
 
 
-def gemm_peak(repeats):
-    """Seconds of a GEMM_N^3 float32 matmul, `repeats` timed after one warm-up."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((GEMM_N, GEMM_N)).astype(np.float32)
-    b = rng.standard_normal((GEMM_N, GEMM_N)).astype(np.float32)
-    out = np.empty_like(a)
-    np.matmul(a, b, out=out)
-    times = []
-    for _ in range(repeats):
+class Gemm:
+    """A GEMM_N^3 float32 matmul; calling it returns its seconds."""
+
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        self.a = rng.standard_normal((GEMM_N, GEMM_N)).astype(np.float32)
+        self.b = rng.standard_normal((GEMM_N, GEMM_N)).astype(np.float32)
+        self.out = np.empty_like(self.a)
+        self()
+
+    def __call__(self):
         t = time.perf_counter()
-        np.matmul(a, b, out=out)
-        times.append(time.perf_counter() - t)
-    return times
+        np.matmul(self.a, self.b, out=self.out)
+        return time.perf_counter() - t
+
+
+def gflops(seconds):
+    return 2 * GEMM_N**3 / seconds / 1e9
 
 
 def flops_per_char(cell, layers, hidden, vocab):

@@ -280,8 +280,7 @@ def main(argv=None):
     except click_exceptions.UsageError as exc:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
         code = _error(" ".join(exc.format_message().split()) + hint, 2)
-    except typer.Abort:         # click's form of KeyboardInterrupt
-        _reraise_default(signal.SIGINT)
+    except typer.Abort:
         code = 130
     except CharlmError as exc:
         if debug:

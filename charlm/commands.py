@@ -261,7 +261,10 @@ def run_sample(path, prime, length, temperature, top_k, top_p, seed, unknown):
         raise CheckpointError(f"{path}: the model produced non-finite probabilities; "
                               "the checkpoint is unusable") from None
     except KeyboardInterrupt:
-        _flush_quietly(out)                         # keep what was printed, then die by SIGINT
+        # keep what was printed, then die by SIGINT (typer would make it a plain exit 130)
+        _flush_quietly(out)
+        from charlm.cli import _reraise_default
+        _reraise_default(signal.SIGINT)
         raise
     except BrokenPipeError:
         _discard_stdout()                           # `| head`: the reader went away; not an error

