@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import datetime
+import functools
 import gc
 import math
 import os
@@ -62,7 +63,7 @@ VAL_FRAC = 0.1
 BIG_CORPUS_BYTES = 200 * 10**6
 GEMM_N = 2048
 
-console = Console(highlight=False)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
 @dataclass
@@ -122,6 +123,15 @@ class Row:
     loss_check: tuple[float, float] | None = None      # first-step loss, charlm and PyTorch
     eval_check: tuple[float, float] | None = None      # streams-1 nats/char, charlm and PyTorch
 
+    @property
+    def peak(self):
+        """GEMM GFLOP/s measured between this row's training rounds."""
+        return gflops(statistics.median(self.train.probe))
+
+    def train_gflops(self, side="a"):
+        rate = self.train.rate_a if side == "a" else self.train.rate_b
+        return None if rate is None else 3 * self.flops_per_char * rate / 1e9
+
 
 # ---- the machine ----------------------------------------------------------------------------
 
@@ -174,8 +184,8 @@ def blas_threads():
         n = _openblas_call(lib, ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
                                  "openblas_get_num_threads"), ctypes.c_int)
         if n:
-            return int(n), "OpenBLAS get_num_threads via ctypes (no threadpoolctl)"
-    return os.cpu_count() or 1, "os.cpu_count() (no threadpoolctl)"
+            return int(n), "from OpenBLAS's get_num_threads; threadpoolctl is not installed"
+    return os.cpu_count() or 1, "os.cpu_count(); threadpoolctl is not installed"
 
 
 def blas_description():
@@ -280,7 +290,7 @@ def flops_per_char(cell, layers, hidden, vocab):
 
 # ---- one configuration ----------------------------------------------------------------------
 
-def bench_config(name, cell, corpus, train_ids, val_ids, plans, torch, ref, workdir):
+def bench_config(name, cell, corpus, train_ids, val_ids, plans, torch, ref, workdir, gemm):
     L, H, B, T = CONFIGS[name]
     V = corpus.vocab.size
     row = Row(name, cell, flops_per_char(cell, L, H, V))
@@ -304,7 +314,8 @@ def bench_config(name, cell, corpus, train_ids, val_ids, plans, torch, ref, work
         def train_b():
             losses_b.append(tt.train_step())
 
-    row.train = interleave(Figure(B * T), train_a, train_b, plans["train"], "train")
+    row.train = interleave(Figure(B * T), train_a, train_b, plans["train"], "train",
+                           probe=gemm)
     if losses_b:
         row.loss_check = (losses_a[0], losses_b[0])
 
@@ -337,13 +348,17 @@ def bench_config(name, cell, corpus, train_ids, val_ids, plans, torch, ref, work
         def eval_a(ids=ids, streams=streams, nll=nll):
             nll["a"] = evaluate.score_ids(params, mcfg, ids, streams=streams, chunk_len=CHUNK_LEN)
 
-        eval_b = None
+        warm = ids[:EVAL_WARMUP_CHARS]
+        warm_a = functools.partial(eval_a, warm)
+        eval_b = warm_b = None
         if torch is not None:
             def eval_b(ids=ids, streams=streams, nll=nll):
                 nll["b"] = ref.score_ids(model, mcfg, ids, streams=streams, chunk_len=CHUNK_LEN)
 
+            warm_b = functools.partial(eval_b, warm)
+
         fig = interleave(Figure(len(ids) - 1), eval_a, eval_b, plans["eval"],
-                         f"eval streams {streams}")
+                         f"eval streams {streams}", warm_a, warm_b)
         setattr(row, attr, fig)
         if streams == 1 and "b" in nll:
             row.eval_check = (nll["a"][0] / nll["a"][1], nll["b"][0] / nll["b"][1])
@@ -384,13 +399,28 @@ def bench_startup(corpus_path, workdir):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     ckpt = out / "best.npz" if (out / "best.npz").exists() else out / "last.npz"
     results = {}
-    for label, argv in (("python -c pass (baseline)", [sys.executable, "-c", "pass"]),
+    for label, argv in (("python -c pass", [sys.executable, "-c", "pass"]),
                         ("charlm --help", [exe, "--help"]),
                         ("charlm sample CKPT --length 1", [exe, "sample", str(ckpt),
                                                            "--length", "1"])):
         results[label] = time_command(argv)
         console.print(f"  {label}: {results[label][0]:.3f} s")
     return results
+
+
+# Runs argv[1:] and prints its ru_maxrss (KiB) and exit code. A tiny interpreter forks it:
+# a child forked straight from this large process would count this process's resident pages
+# in its ru_maxrss, because Linux keeps the high-water mark of the pre-exec address space.
+SPAWN_AND_MEASURE = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
 
 
 def bench_memory(corpus_path, workdir, size=BIG_CORPUS_BYTES):
@@ -404,18 +434,20 @@ def bench_memory(corpus_path, workdir, size=BIG_CORPUS_BYTES):
     argv = [charlm_bin(), "train", str(big), "--steps", "3", "--hidden", "64", "--layers", "1",
             "--eval-chars", "2000", "--out", str(Path(workdir) / "bigrun"), "--quiet"]
     t = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stderr = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", SPAWN_AND_MEASURE, *argv],
+                          capture_output=True, text=True)
     seconds = time.perf_counter() - t
     big.unlink()
-    if proc.returncode != 0:
-        console.print(f"[red]charlm train on the big corpus failed:[/red] {stderr.decode()[-500:]}")
-    rss = usage.ru_maxrss * 1024                                     # Linux reports KiB
+    try:
+        maxrss_kib, rc = (int(v) for v in proc.stdout.split()[-2:])
+    except ValueError:
+        maxrss_kib, rc = 0, proc.returncode or 1
+    if rc != 0:
+        console.print(f"[red]charlm train on the big corpus failed:[/red] {proc.stderr[-500:]}")
+    rss = maxrss_kib * 1024                                          # Linux reports KiB
     console.print(f"  charlm train on {nbytes / 1e6:.0f} MB: peak RSS {rss / 2**20:.0f} MiB, "
                   f"{seconds:.1f} s")
-    return {"corpus_bytes": nbytes, "rss": rss, "seconds": seconds, "rc": proc.returncode,
+    return {"corpus_bytes": nbytes, "rss": rss, "seconds": seconds, "rc": rc,
             "argv": " ".join(["charlm"] + argv[1:2] + ["BIG"] + argv[3:-3] + ["--out", "TMP",
                                                                               "--quiet"])}
 
@@ -472,10 +504,10 @@ def targets(rows, startup, memory):
     return out
 
 
-def terminal_table(rows, peak_gflops):
+def terminal_table(rows):
     table = Table(title="charlm chars/s (ratio charlm / PyTorch)")
     for col in ("config", "cell", "train", "sample (B=1)", "eval s1", "eval s16",
-                "train % GEMM peak"):
+                "train GF/s (% peak)"):
         table.add_column(col, justify="left" if col in ("config", "cell") else "right")
 
     def cell_text(fig):
@@ -489,15 +521,14 @@ def terminal_table(rows, peak_gflops):
         return f"{text} [{colour}]({ratio:.2f}×)[/{colour}]"
 
     for r in rows:
-        gflops = 3 * r.flops_per_char * r.train.rate_a / 1e9
+        g = r.train_gflops()
         table.add_row(r.config, r.cell, cell_text(r.train), cell_text(r.sample),
-                      cell_text(r.eval1), cell_text(r.eval16),
-                      f"{gflops:.1f} GF/s = {100 * gflops / peak_gflops:.1f}%")
+                      cell_text(r.eval1), cell_text(r.eval16), f"{g:.1f} ({100 * g / r.peak:.0f}%)")
     return table
 
 
 def markdown(args, info, rows, peak, startup, memory, run_seconds, plans, self_rss):
-    peak_gflops = 2 * GEMM_N**3 / statistics.median(peak) / 1e9
+    peak_gflops = gflops(statistics.median(peak))
     has_torch = any(r.train and r.train.b for r in rows)
     cmd = "python benchmarks/bench.py" + "".join(
         f" {a}" for a in sys.argv[1:])
@@ -516,7 +547,8 @@ def markdown(args, info, rows, peak, startup, memory, run_seconds, plans, self_r
     for key in ("date", "cpu", "cores", "blas", "threads", "python", "numpy", "torch", "os"):
         lines.append(f"| {key} | {info[key]} |")
     lines.append(f"| float32 GEMM peak | {peak_gflops:.1f} GFLOP/s (numpy, {GEMM_N}³ matmul, "
-                 f"median of {len(peak)} at the start and end of the run) |")
+                 f"median of {len(peak)} runs over the whole benchmark; "
+                 f"{gflops(max(peak)):.1f} slowest, {gflops(min(peak)):.1f} fastest) |")
     lines.append(f"| corpus | {args.corpus} ({info['corpus_chars']:,} characters, V = "
                  f"{info['vocab']}; validation split = last {VAL_FRAC:.0%}, "
                  f"{info['val_chars']:,} characters) |")
@@ -538,26 +570,27 @@ def markdown(args, info, rows, peak, startup, memory, run_seconds, plans, self_r
         "Adam lr 2e-3) of stateful truncated BPTT; chars/s = B·T / step time. FLOPs count "
         "2 per multiplied weight per character forward (W_hh of every layer, W_ih of layers "
         "≥ 1, the head; **not** layer 0's W_ih, which is a gather of a one-hot input), ×3 for "
-        "training. `loss check`: the first step's loss in each library (same weights, same "
-        "batch).",
+        "training. `GEMM peak` is the median of the float32 GEMM runs timed between this "
+        "row's training rounds, so that it saw the same machine load. `loss check`: the first "
+        "step's loss in each library (same weights, same batch).",
         "",
         "| config (L×H, B, T) | cell | charlm chars/s | PyTorch chars/s | ratio | round ratios "
-        "| target | charlm GFLOP/s | % of peak | PyTorch % of peak | n | loss check |",
-        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
+        "| target | charlm GFLOP/s | GEMM peak GFLOP/s | charlm % of peak | PyTorch % of peak "
+        "| n | loss check |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         f = r.train
         L, H, B, T = CONFIGS[r.config]
-        ga = 3 * r.flops_per_char * f.rate_a / 1e9
-        gb = 3 * r.flops_per_char * f.rate_b / 1e9 if f.b else None
+        ga, gb = r.train_gflops("a"), r.train_gflops("b")
         rr = (f"{min(f.round_ratios):.2f}–{max(f.round_ratios):.2f}"
               if f.round_ratios else "—")
         check = (f"{r.loss_check[0]:.5f} / {r.loss_check[1]:.5f}" if r.loss_check else "—")
         lines.append(
             f"| {L}×{H}, {B}, {T} | {r.cell} | {fmt_rate(f.rate_a)} | {fmt_rate(f.rate_b)} | "
             f"{fmt_ratio(f.ratio)} | {rr} | ≥ {TRAIN_TARGETS[r.config]} | {ga:.1f} | "
-            f"{100 * ga / peak_gflops:.1f}% | "
-            f"{'—' if gb is None else f'{100 * gb / peak_gflops:.1f}%'} | {len(f.a)} | {check} |")
+            f"{r.peak:.0f} | {100 * ga / r.peak:.1f}% | "
+            f"{'—' if gb is None else f'{100 * gb / r.peak:.1f}%'} | {len(f.a)} | {check} |")
     lines += [
         "",
         "## Sampling (batch 1)",
@@ -597,7 +630,8 @@ def markdown(args, info, rows, peak, startup, memory, run_seconds, plans, self_r
     lines += ["", "## Start-up", ""]
     if startup:
         lines += ["Wall time of a whole process, median of 5 runs after one untimed run. "
-                  "The checkpoint is a 1-layer, hidden-32 LSTM trained for one step.", "",
+                  "The checkpoint is a 1-layer, hidden-32 LSTM trained for one step; "
+                  "`python -c pass` is the bare interpreter, for scale.", "",
                   "| command | median s | runs s |", "|---|---:|---|"]
         for label, (med, times) in startup.items():
             lines.append(f"| `{label}` | {med:.3f} | {', '.join(f'{t:.3f}' for t in times)} |")
@@ -616,18 +650,19 @@ def markdown(args, info, rows, peak, startup, memory, run_seconds, plans, self_r
         lines.append("- The `charlm train` subprocess was skipped (--no-memory).")
     lines.append(f"- Peak RSS of this benchmark process (charlm, PyTorch and every "
                  f"configuration's arrays): {self_rss / 2**20:.0f} MiB.")
-    pt = plans["train"]
+    pt, ps, pe = plans["train"], plans["sample"], plans["eval"]
     lines += [
         "",
         "## Method",
         "",
-        f"- Units per side: training {pt.warmup} warm-up steps then up to {pt.rounds} rounds "
-        f"of {pt.per_round} steps; sampling {plans['sample'].warmup} warm-up then up to "
-        f"{plans['sample'].rounds} rounds of {plans['sample'].per_round}; evaluation "
-        f"{plans['eval'].warmup} warm-up pass then up to {plans['eval'].rounds} rounds of "
-        f"{plans['eval'].per_round} passes, stopping after {plans['eval'].budget_s:.0f} s once "
-        f"each side has {plans['eval'].min_n}. `n` in the tables is the number of timed units "
-        "per side.",
+        f"- Units per side, charlm and PyTorch alternating: training {pt.warmup} warm-up "
+        f"steps, then {pt.rounds} rounds of {pt.per_round} steps; sampling "
+        f"{ps.warmup} warm-up generation, then {ps.rounds} rounds of {ps.per_round}; "
+        f"evaluation {pe.warmup} warm-up pass over the first {EVAL_WARMUP_CHARS:,} characters, "
+        f"then {pe.rounds} rounds of {pe.per_round} whole passes. A sampling unit "
+        f"({SAMPLE_LEN:,} characters) and an evaluation unit (a pass of thousands of time "
+        "steps) each span many steady-state steps, so fewer of them are timed. `n` in the "
+        "tables is the number of timed units per side.",
         "- PyTorch: one-hot input, `nn.RNN/GRU/LSTM` + `nn.Linear` loaded with charlm's "
         "weights (identical state_dict names), `F.cross_entropy`, `torch.optim.Adam`, "
         "`clip_grad_norm_(…, 5)`, state detached between steps; the model code is "
@@ -691,8 +726,9 @@ def main(argv=None):
     if torch is None:
         console.print("[yellow]PyTorch is not installed: charlm's own figures only[/yellow]")
 
-    peak = gemm_peak(3 if args.quick else 5)
-    console.print(f"float32 GEMM: {2 * GEMM_N**3 / statistics.median(peak) / 1e9:.1f} GFLOP/s")
+    gemm = Gemm()
+    peak = [gemm() for _ in range(3)]
+    console.print(f"float32 GEMM: {gflops(statistics.median(peak)):.1f} GFLOP/s")
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="charlm-bench-") as tmp:
@@ -705,19 +741,20 @@ def main(argv=None):
                 workdir = Path(tmp) / f"{name}-{cell}"
                 workdir.mkdir()
                 rows.append(bench_config(name, cell, corpus, train_ids, val_ids, plans,
-                                         torch, ref, workdir))
+                                         torch, ref, workdir, gemm))
+                peak += rows[-1].train.probe
                 gc.collect()
-        peak += gemm_peak(3 if args.quick else 5)
+        peak += [gemm() for _ in range(3)]
         self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         memory = None
         if not args.no_memory:
             console.print("[bold]memory[/bold]")
             memory = bench_memory(args.corpus, tmp)
-    peak_gflops = 2 * GEMM_N**3 / statistics.median(peak) / 1e9
+    peak_gflops = gflops(statistics.median(peak))
     run_seconds = time.perf_counter() - run_started
 
     console.print()
-    console.print(terminal_table(rows, peak_gflops))
+    console.print(terminal_table(rows))
     summary = Table(title="targets")
     for col in ("target", "measured", "holds"):
         summary.add_column(col)

@@ -21,7 +21,7 @@ except ImportError:
     from click import echo
     from click import exceptions as click_exceptions
 
-from charlm.errors import CharlmError
+from charlm.errors import CharlmError, die_by_signal
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Character-level RNN, LSTM and GRU language models in numpy.")
@@ -287,7 +287,7 @@ def main(argv=None):
             raise
         code = _error(" ".join(str(exc).split()), exc.exit_code)
     except KeyboardInterrupt:
-        _reraise_default(signal.SIGINT)
+        die_by_signal(signal.SIGINT)
         code = 130
     except BrokenPipeError:
         # a reader like `head` went away: nothing left to say to it
@@ -301,11 +301,4 @@ def main(argv=None):
                       "please report it with the output of CHARLM_DEBUG=1", 1)
     sys.exit(code if isinstance(code, int) else 0)
 
-
-def _reraise_default(signum):
-    """Die by the signal itself, so the shell sees 128 + signum (130, 143)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
 

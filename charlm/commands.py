@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from charlm import bundle, data, evaluate, loss
-from charlm.errors import CheckpointError, CorpusError, UsageError
+from charlm.errors import CheckpointError, CorpusError, UsageError, die_by_signal
 from charlm.train import TrainConfig, Trainer, prepare_out_dir
 
 err_console = Console(stderr=True, soft_wrap=True)   # a warning stays one greppable line
@@ -28,9 +28,7 @@ err_console = Console(stderr=True, soft_wrap=True)   # a warning stays one grepp
 
 def run_train(corpus_paths, given, limits, *, order, out, resume, force, encoding_errors, quiet):
     if given.get("cell") == "ngram":
-        from charlm import ngram_bundle
-        return ngram_bundle.run_train_ngram(corpus_paths, given, order, out, force,
-                                            encoding_errors, quiet)
+        return _train_ngram(corpus_paths, given, order, out, force, encoding_errors)
     corpus = data.read_corpus(corpus_paths, encoding_errors)
     for warning in corpus.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
@@ -96,6 +94,35 @@ def _auto_size(tcfg, vocab, train_ids, val_ids, out):
     err_console.print(f"auto-size: {reason} (set --hidden/--layers to choose yourself)",
                       highlight=False)
     return replace(tcfg, layers=layers, hidden=hidden, dropout=dropout)
+
+
+def _train_ngram(corpus_paths, given, order, out, force, encoding_errors):
+    """Fit and save the Kneser-Ney baseline, then show its validation score."""
+    from charlm import ngram_bundle
+    ignored = sorted(k for k in given if k not in ("cell", "val_frac"))
+    if ignored:
+        raise UsageError(f"--cell ngram takes --order and --val-frac, not "
+                         f"{', '.join('--' + k.replace('_', '-') for k in ignored)}")
+    corpus = data.read_corpus(corpus_paths, encoding_errors)
+    for warning in corpus.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    out = Path(out or Path("runs") / (Path(corpus_paths[0]).stem + "-ngram"))
+    if out.resolve() in {Path(p).resolve() for p in corpus_paths}:
+        raise UsageError(f"--out {out} is the corpus itself; choose a directory for the run")
+    lock = prepare_out_dir(out, fresh=True, force=force)
+    try:
+        model, val, fit_seconds = ngram_bundle.train_and_save(
+            corpus, given.get("val_frac", 0.1), order, out)
+    finally:
+        lock.close()
+    table = Table(title=f"{order}-gram Kneser-Ney baseline", show_header=False)
+    table.add_row("n-grams kept", f"{sum(model.sizes()):,}")
+    table.add_row("fit time", f"{fit_seconds:.2f} s")
+    if val is not None:
+        table.add_row("val", f"{val:.4f} nats/char, {loss.bits_per_char(val):.4f} bits/char, "
+                             f"perplexity {loss.perplexity(val):.3f}")
+    table.add_row("checkpoints", f"{out / 'last.npz'}, {out / 'best.npz'}")
+    err_console.print(table)
 
 
 def _resumed_config(ckpt, given, limits, resume):
@@ -166,8 +193,7 @@ def _train_with_progress(trainer, tcfg, vocab, corpus, quiet):
                                   f"continue with --resume {event['path']}", highlight=False)
                 for s, handler in previous.items():
                     signal.signal(s, handler)
-                from charlm.cli import _reraise_default
-                _reraise_default(event["signal"])
+                die_by_signal(event["signal"])
             elif kind == "early_stop":
                 err_console.print(f"stopping early at step {event['step']}: validation loss has "
                                   f"not improved for {tcfg.patience} evaluations")
@@ -263,8 +289,7 @@ def run_sample(path, prime, length, temperature, top_k, top_p, seed, unknown):
     except KeyboardInterrupt:
         # keep what was printed, then die by SIGINT (typer would make it a plain exit 130)
         _flush_quietly(out)
-        from charlm.cli import _reraise_default
-        _reraise_default(signal.SIGINT)
+        die_by_signal(signal.SIGINT)
         raise
     except BrokenPipeError:
         _discard_stdout()                           # `| head`: the reader went away; not an error

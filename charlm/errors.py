@@ -6,6 +6,10 @@ Exit-code contract (documented in the README):
     130 / 143 interrupted by SIGINT / SIGTERM after saving
 """
 
+import os
+import signal
+import sys
+
 
 class CharlmError(Exception):
     """An expected failure: the CLI prints it as one line and exits with exit_code."""
@@ -41,3 +45,12 @@ class DivergedError(CharlmError):
     """Training produced non-finite values for too many steps in a row."""
 
     exit_code = 6
+
+
+def die_by_signal(signum):
+    """End the process by the signal itself, so the shell sees 128 + signum (130, 143) and a
+    calling script stops too."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)

@@ -5,13 +5,13 @@ n = 1..order (see ngram.py), meta/vocab (int32 code points), meta/config with
 model = {"cell": "ngram", "vocab_size", "order", "sizes"}.
 """
 
-import math
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from charlm import bundle, data, evaluate, ngram
+from charlm import bundle, data, ngram
 from charlm.errors import CheckpointError, UsageError
 
 MAX_ORDER = 12
@@ -66,53 +66,29 @@ class NGramStepper:
             return np.log(ngram.next_distribution(self.model, np.array(self.context, np.int64)))
 
 
-def run_train_ngram(corpus_paths, given, order, out, force, encoding_errors, quiet):
-    """Fit the Kneser-Ney baseline, report its validation score and save it like a model."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from charlm.train import prepare_out_dir
-    ignored = sorted(k for k in given if k not in ("cell", "val_frac"))
-    if ignored:
-        raise UsageError(f"--cell ngram takes --order and --val-frac, not "
-                         f"{', '.join('--' + k.replace('_', '-') for k in ignored)}")
-    console = Console(stderr=True)
-    corpus = data.read_corpus(corpus_paths, encoding_errors)
-    val_frac = given.get("val_frac", 0.1)
+def train_and_save(corpus, val_frac, order, out):
+    """Fit the Kneser-Ney baseline on the training split, score the validation split and save
+    it as last.npz and best.npz in out. Returns (model, val nats or None, fit seconds)."""
     train_ids, val_ids = data.split_train_val(corpus.ids, val_frac)
     if len(train_ids) < 2:
         raise UsageError("the training split is too short to count n-grams; lower --val-frac")
-    out = Path(out or Path("runs") / (Path(corpus_paths[0]).stem + "-ngram"))
-    lock = prepare_out_dir(out, fresh=True, force=force)
-    try:
-        started = time.perf_counter()
-        model = ngram.fit_kneser_ney(train_ids, corpus.vocab.size, order)
-        fit_seconds = time.perf_counter() - started
-        val = None
-        if len(val_ids) >= 2:
-            val = float(-ngram.log_prob_stream(model, val_ids).mean())
-        config = {"kind": bundle.KIND, "charlm_version": bundle.__version__,
-                  "model": {"cell": "ngram", "vocab_size": corpus.vocab.size, "order": order,
-                            "sizes": [int(s) for s in model.sizes()]},
-                  "train": {"cell": "ngram", "order": order, "val_frac": val_frac},
-                  "progress": {"step": 0, "best_val": val, "last_val": val,
-                               "elapsed": fit_seconds},
-                  "data": {"fingerprint": corpus.fingerprint, "train_chars": int(len(train_ids)),
-                           "val_chars": int(len(val_ids))}}
-        arrays = model.to_arrays() | {"meta/vocab": corpus.vocab.to_array()}
-        for name in ("last.npz", "best.npz"):
-            bundle.save_checkpoint(out / name, arrays, config, bundle.FORMAT_VERSION)
-        (out / "metrics.jsonl").open("a").write(
-            f'{{"step": 0, "val_loss": {val if val is not None else "null"}, '
-            f'"elapsed": {fit_seconds:.3f}}}\n')
-    finally:
-        lock.close()
-    table = Table(title=f"{order}-gram Kneser-Ney baseline", show_header=False)
-    table.add_row("n-grams kept", f"{sum(model.sizes()):,}")
-    table.add_row("fit time", f"{fit_seconds:.2f} s")
-    if val is not None:
-        summary = evaluate.summarize(val * (len(val_ids) - 1), len(val_ids) - 1)
-        table.add_row("val", f"{val:.4f} nats/char, {summary['bits_per_char']:.4f} bits/char, "
-                             f"perplexity {math.exp(val):.3f}")
-    table.add_row("checkpoints", f"{out / 'last.npz'}, {out / 'best.npz'}")
-    console.print(table)
+    started = time.perf_counter()
+    model = ngram.fit_kneser_ney(train_ids, corpus.vocab.size, order)
+    fit_seconds = time.perf_counter() - started
+    val = None
+    if len(val_ids) >= 2:
+        val = float(-ngram.log_prob_stream(model, val_ids).mean())
+    config = {"kind": bundle.KIND, "charlm_version": bundle.__version__,
+              "model": {"cell": "ngram", "vocab_size": corpus.vocab.size, "order": order,
+                        "sizes": [int(s) for s in model.sizes()]},
+              "train": {"cell": "ngram", "order": order, "val_frac": val_frac},
+              "progress": {"step": 0, "best_val": val, "last_val": val, "elapsed": fit_seconds},
+              "data": {"fingerprint": corpus.fingerprint, "train_chars": int(len(train_ids)),
+                       "val_chars": int(len(val_ids))}}
+    arrays = model.to_arrays() | {"meta/vocab": corpus.vocab.to_array()}
+    for name in ("last.npz", "best.npz"):
+        bundle.save_checkpoint(Path(out) / name, arrays, config, bundle.FORMAT_VERSION)
+    record = {"step": 0, "val_loss": val, "elapsed": round(fit_seconds, 3)}
+    with open(Path(out) / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+    return model, val, fit_seconds
