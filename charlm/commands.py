@@ -19,7 +19,7 @@ from rich.table import Table
 
 from charlm import bundle, data, evaluate, loss
 from charlm.errors import CheckpointError, CorpusError, UsageError, die_by_signal
-from charlm.train import TrainConfig, Trainer, prepare_out_dir
+from charlm.train import TrainConfig, Trainer, prepare_out_dir, steps_per_epoch
 
 err_console = Console(stderr=True, soft_wrap=True)   # a warning stays one greppable line
 
@@ -55,6 +55,7 @@ def run_train(corpus_paths, given, limits, *, order, out, resume, force, encodin
         err_console.print(f"[yellow]warning:[/] the validation split has {len(val_ids)} "
                           f"characters (--val-frac {tcfg.val_frac:g}); validation is off and "
                           "best.npz will not be written", highlight=False)
+    steps_per_epoch(len(train_ids), tcfg.batch_size, tcfg.seq_len)   # fail before touching --out
     lock = prepare_out_dir(out, fresh=resume is None, force=force)
     try:
         probe_seconds = 0.0
@@ -219,7 +220,8 @@ def _print_train_summary(s, trainer):
                                  f"perplexity {loss.perplexity(nats):.3f}")
     if s["skipped"]:
         table.add_row("skipped steps", str(s["skipped"]))
-    table.add_row("checkpoints", f"{trainer.out / 'last.npz'}, {trainer.out / 'best.npz'}")
+    written = ["last.npz"] + (["best.npz"] if s["best_val"] is not None else [])
+    table.add_row("checkpoints", ", ".join(str(trainer.out / name) for name in written))
     Console(stderr=True).print(table)
 
 

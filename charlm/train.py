@@ -110,6 +110,20 @@ def _lock_and_check(lock, out, *, fresh, force):
 RESUME_PIECES = ("params", "moments", "optimizer_step", "hidden_state", "rng", "position")
 
 
+def steps_per_epoch(n, batch_size, seq_len):
+    """Windows per pass over n training ids; a CorpusError saying what to change if none fit."""
+    B, T = batch_size, seq_len
+    windows = (n - 1) // B // T
+    if windows < 1:
+        fits = [f"--{name} {value}" for name, value in
+                (("seq-len", (n - 1) // B), ("batch-size", (n - 1) // T)) if value >= 1]
+        raise CorpusError(
+            f"the training split has {n} characters but one batch needs {B * T + 1}; "
+            f"use a smaller --batch-size (now {B}) or --seq-len (now {T})"
+            + (f", e.g. {' or '.join(fits)}" if fits else "") + ", or a longer text")
+    return windows
+
+
 class Trainer:
     def __init__(self, tcfg, vocab, train_ids, val_ids, out_dir, data_info, resume=None):
         self.tcfg, self.vocab, self.out = tcfg, vocab, Path(out_dir)
@@ -119,15 +133,7 @@ class Trainer:
         self.mcfg = tcfg.model_config(vocab.size)
         B, T = tcfg.batch_size, tcfg.seq_len
         stream_len = (len(train_ids) - 1) // B
-        self.windows = stream_len // T                    # steps per epoch
-        if self.windows < 1:
-            need, n = B * T + 1, len(train_ids)
-            fits = [f"--{name} {value}" for name, value in
-                    (("seq-len", (n - 1) // B), ("batch-size", (n - 1) // T)) if value >= 1]
-            raise CorpusError(
-                f"the training split has {n} characters but one batch needs {need}; "
-                f"use a smaller --batch-size (now {B}) or --seq-len (now {T})"
-                + (f", e.g. {' or '.join(fits)}" if fits else "") + ", or a longer text")
+        self.windows = steps_per_epoch(len(train_ids), B, T)
         # (T, B) offsets of one window; window w reads train_ids[base + w * T]
         self.base = np.arange(B)[None, :] * stream_len + np.arange(T)[:, None]
         self.rng = np.random.default_rng(tcfg.seed)
