@@ -97,6 +97,7 @@ class Figure:
     b: list[float] = field(default_factory=list)        # PyTorch
     round_ratios: list[float] = field(default_factory=list)
     probe: list[float] = field(default_factory=list)     # GEMM seconds, one per round
+    other_load: float | None = None                      # see LoadMeter
 
     @property
     def rate_a(self):
@@ -227,6 +228,35 @@ def machine_info(torch, threads, thread_source):
 
 # ---- timing ---------------------------------------------------------------------------------
 
+class LoadMeter:
+    """CPU time that other processes (and the hypervisor, as steal) took while it ran, as a
+    fraction of all cores: 0 on an idle machine, 0.5 when others used half of it."""
+
+    def __init__(self):
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample():
+        try:
+            with open("/proc/stat", encoding="ascii") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        # user nice system idle iowait irq softirq steal ...
+        busy = sum(fields[:3]) + sum(fields[5:8])
+        own = os.times()
+        return (busy / os.sysconf("SC_CLK_TCK"), own.user + own.system + own.children_user
+                + own.children_system, time.perf_counter())
+
+    def fraction(self):
+        end = self._sample()
+        if self.start is None or end is None:
+            return None
+        busy, own, wall = (e - s for e, s in zip(end, self.start))
+        cores = os.cpu_count() or 1
+        return min(max((busy - own) / (cores * wall), 0.0), 1.0) if wall > 0 else None
+
+
 def interleave(fig, run_a, run_b, plan, label, warm_a=None, warm_b=None, probe=None):
     """Alternate blocks of run_a (charlm) and run_b (PyTorch, may be None); fill fig.
 
@@ -237,6 +267,7 @@ def interleave(fig, run_a, run_b, plan, label, warm_a=None, warm_b=None, probe=N
         (warm_a or run_a)()
         if run_b is not None:
             (warm_b or run_b)()
+    meter = LoadMeter()
     for _ in range(plan.rounds):
         block_a, block_b = [], []
         for _ in range(plan.per_round):
@@ -253,10 +284,11 @@ def interleave(fig, run_a, run_b, plan, label, warm_a=None, warm_b=None, probe=N
         fig.b += block_b
         if probe is not None:
             fig.probe.append(probe())
+    fig.other_load = meter.fraction()
     ratio = f", ratio {fig.ratio:.2f}" if fig.ratio else ""
     torch_part = f", torch {fig.rate_b:,.0f}" if fig.b else ""
     console.print(f"  {label}: charlm {fig.rate_a:,.0f} chars/s{torch_part}{ratio}"
-                  f"  [dim](n={len(fig.a)})[/dim]")
+                  f"  [dim](n={len(fig.a)}, other load {fmt_load(fig.other_load)})[/dim]")
     return fig
 
 
@@ -458,6 +490,10 @@ def fmt_rate(x):
     return "—" if x is None else f"{x:,.0f}"
 
 
+def fmt_load(x):
+    return "?" if x is None else f"{100 * x:.0f}%"
+
+
 def fmt_ratio(x):
     return "—" if x is None else f"{x:.2f}"
 
@@ -562,7 +598,10 @@ def markdown(args, info, rows, peak, startup, memory, run_seconds, plans, self_r
         "Ratios are charlm chars/s divided by PyTorch chars/s (above 1: charlm is faster). "
         "Each side's rate is the median over its timed units; the two sides alternate in "
         "blocks (charlm, PyTorch, charlm, ...) after warm-up, so both see the same machine "
-        "load. `round ratios` is the range of the per-round ratios, a gauge of the noise.",
+        "load. `round ratios` is the range of the per-round ratios, a gauge of the noise. "
+        "`other load` is the CPU time other processes (and hypervisor steal) took during the "
+        "timed rounds, as a share of all cores: where it is high the figures are unreliable, "
+        f"and this whole run saw {fmt_load(info['other_load'])}.",
         "",
         "## Training",
         "",
@@ -576,8 +615,8 @@ def markdown(args, info, rows, peak, startup, memory, run_seconds, plans, self_r
         "",
         "| config (L×H, B, T) | cell | charlm chars/s | PyTorch chars/s | ratio | round ratios "
         "| target | charlm GFLOP/s | GEMM peak GFLOP/s | charlm % of peak | PyTorch % of peak "
-        "| n | loss check |",
-        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        "| n | other load | loss check |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         f = r.train
@@ -590,7 +629,8 @@ def markdown(args, info, rows, peak, startup, memory, run_seconds, plans, self_r
             f"| {L}×{H}, {B}, {T} | {r.cell} | {fmt_rate(f.rate_a)} | {fmt_rate(f.rate_b)} | "
             f"{fmt_ratio(f.ratio)} | {rr} | ≥ {TRAIN_TARGETS[r.config]} | {ga:.1f} | "
             f"{r.peak:.0f} | {100 * ga / r.peak:.1f}% | "
-            f"{'—' if gb is None else f'{100 * gb / r.peak:.1f}%'} | {len(f.a)} | {check} |")
+            f"{'—' if gb is None else f'{100 * gb / r.peak:.1f}%'} | {len(f.a)} | "
+            f"{fmt_load(f.other_load)} | {check} |")
     lines += [
         "",
         "## Sampling (batch 1)",
@@ -600,11 +640,12 @@ def markdown(args, info, rows, peak, startup, memory, run_seconds, plans, self_r
         "module on a (1, 1) input with the state, softmax, `torch.multinomial`, under "
         f"`torch.no_grad()`. Target: ratio ≥ {SAMPLE_TARGET}.",
         "",
-        "| config | cell | charlm chars/s | PyTorch chars/s | ratio | round ratios | n |",
-        "|---|---|---:|---:|---:|---|---:|",
+        "| config | cell | charlm chars/s | PyTorch chars/s | ratio | round ratios | n "
+        "| other load |",
+        "|---|---|---:|---:|---:|---|---:|---:|",
     ]
     for r in rows:
-        lines.append(_simple_row(r, r.sample))
+        lines.append(_simple_row(r, r.sample) + f" {fmt_load(r.sample.other_load)} |")
     lines += [
         "",
         "## Evaluation",
@@ -619,14 +660,15 @@ def markdown(args, info, rows, peak, startup, memory, run_seconds, plans, self_r
         f"in each library. Target: ratio ≥ {EVAL_TARGET} at both.",
         "",
         "| config | cell | S | charlm chars/s | PyTorch chars/s | ratio | round ratios | n "
-        "| nats check |",
-        "|---|---|---:|---:|---:|---:|---|---:|---|",
+        "| other load | nats check |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for r in rows:
         for S, fig in ((1, r.eval1), (16, r.eval16)):
             check = (f"{r.eval_check[0]:.5f} / {r.eval_check[1]:.5f}"
                      if S == 1 and r.eval_check else "")
-            lines.append(_simple_row(r, fig, f"{S} | ") + f" {check} |")
+            lines.append(_simple_row(r, fig, f"{S} | ")
+                         + f" {fmt_load(fig.other_load)} | {check} |")
     lines += ["", "## Start-up", ""]
     if startup:
         lines += ["Wall time of a whole process, median of 5 runs after one untimed run. "
@@ -707,6 +749,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     run_started = time.perf_counter()
+    run_meter = LoadMeter()
     if not args.corpus.is_file():
         raise SystemExit(f"corpus {args.corpus} not found; pass --corpus PATH")
     try:
@@ -752,6 +795,7 @@ def main(argv=None):
             memory = bench_memory(args.corpus, tmp)
     peak_gflops = gflops(statistics.median(peak))
     run_seconds = time.perf_counter() - run_started
+    info["other_load"] = run_meter.fraction()
 
     console.print()
     console.print(terminal_table(rows))
@@ -762,7 +806,8 @@ def main(argv=None):
         summary.add_row(t.replace("`", ""), m, ok.replace("**", ""))
     console.print(summary)
     console.print(f"float32 GEMM peak {peak_gflops:.1f} GFLOP/s; benchmark peak RSS "
-                  f"{self_rss / 2**20:.0f} MiB; run took {run_seconds / 60:.1f} min")
+                  f"{self_rss / 2**20:.0f} MiB; run took {run_seconds / 60:.1f} min; other "
+                  f"processes took {fmt_load(info['other_load'])} of the CPU meanwhile")
     args.out.write_text(markdown(args, info, rows, peak, startup, memory, run_seconds, plans,
                                  self_rss), encoding="utf-8")
     console.print(f"wrote {args.out}")

@@ -29,7 +29,7 @@ def score_ids(params, cfg, ids, streams=1, chunk_len=256):
         valid = pos < n_pred
         pos = np.minimum(pos, n_pred - 1)
         x, y = ids[pos], ids[pos + 1]                       # (T, S) each
-        logits, state, _ = model.forward(params, cfg, x, state)
+        logits, state = model.infer(params, cfg, x, state)
         log_probs = loss.token_log_probs(logits, y.reshape(-1))
         total -= float(log_probs[valid.reshape(-1)].sum())
     return total, n_pred

@@ -132,6 +132,29 @@ def forward(params, cfg, x, state, dropout_rng=None):
     return logits, new_state, (x, top, layer_caches)
 
 
+def infer(params, cfg, x, state):
+    """forward for scoring: no dropout and no cache. Returns logits (T*B, V) and the state."""
+    cell = CELLS[cfg.cell]
+    T, B = x.shape
+    H = cfg.hidden
+    inp, new_state = None, []
+    for k in range(cfg.layers):
+        w_ih, w_hh = params[f"rnn.weight_ih_l{k}"], params[f"rnn.weight_hh_l{k}"]
+        b_ih, b_hh = params[f"rnn.bias_ih_l{k}"], params[f"rnn.bias_hh_l{k}"]
+        if k == 0:
+            xs = cell.fold_input(w_ih.T + b_ih, b_hh)[x]        # (T, B, G*H)
+        else:
+            xp = inp.reshape(T * B, H) @ w_ih.T
+            xp += b_ih
+            xs = cell.fold_input(xp.reshape(T, B, -1), b_hh)
+        extra = (cfg.activation,) if cfg.cell == "rnn" else ()
+        inp, layer_state = cell.infer(xs, state[k], w_hh, b_hh, *extra)
+        new_state.append(layer_state)
+    logits = inp.reshape(T * B, H) @ params["head.weight"].T
+    logits += params["head.bias"]
+    return logits, new_state
+
+
 def backward(params, cfg, dlogits, cache, grads, dstate=None):
     """Writes d loss / d param into grads (views keyed like params).
 

@@ -129,3 +129,17 @@ def test_float32_stays_float32():
     x = rng.integers(0, 7, (5, 3))
     logits, state, _ = model.forward(params, cfg, x, model.initial_state(cfg, 3))
     assert logits.dtype == np.float32 and state[0][0].dtype == np.float32
+
+
+@pytest.mark.parametrize("cell,activation", CASES)
+def test_inference_path_equals_the_training_forward(cell, activation):
+    rng = np.random.default_rng(5)
+    cfg, flat, params = _random_model(cell, activation, 2, rng)
+    x = rng.integers(0, cfg.vocab_size, (6, 3))
+    state = _random_state(cfg, 3, rng)
+    logits, final, _ = model.forward(params, cfg, x, state)
+    logits_infer, final_infer = model.infer(params, cfg, x, state)
+    assert np.allclose(logits, logits_infer, rtol=1e-12, atol=1e-12)
+    for a, b in zip(final, final_infer):
+        for u, v in zip(a, b):
+            assert np.allclose(u, v, rtol=1e-12, atol=1e-12)

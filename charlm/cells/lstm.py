@@ -61,6 +61,36 @@ def forward(xs, state, w_hh, b_hh, activation=None):
     return hs, (h.copy(), c.copy()), cache
 
 
+def infer(xs, state, w_hh, b_hh):
+    """forward without the cache: the same numbers, less memory traffic, for scoring text."""
+    h0, c0 = state
+    T, B, G = xs.shape
+    H = G // 4
+    scale = _gate_scale(H, xs.dtype)
+    shift = 1 - scale
+    w_scaled = np.ascontiguousarray(w_hh.T)
+    w_scaled *= scale
+    a = np.empty((B, G), xs.dtype)
+    i, f, g, o = (a[:, k * H:(k + 1) * H] for k in range(4))
+    hs = np.empty((T, B, H), xs.dtype)
+    c = c0.copy()
+    ig = np.empty((B, H), xs.dtype)
+    h = h0
+    for t in range(T):
+        np.matmul(h, w_scaled, out=a)
+        a += xs[t]
+        np.tanh(a, out=a)
+        a *= scale
+        a += shift
+        c *= f
+        np.multiply(i, g, out=ig)
+        c += ig
+        h = hs[t]
+        np.tanh(c, out=h)
+        h *= o
+    return hs, (h.copy(), c)
+
+
 def backward(dhs, dstate, cache):
     """dhs: (T, B, H); dstate: gradient into the final (h, c).
 

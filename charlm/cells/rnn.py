@@ -33,6 +33,12 @@ def forward(xs, state, w_hh, b_hh, activation="tanh"):
     return hs, (h.copy(),), (h0, hs, w_hh, activation)
 
 
+def infer(xs, state, w_hh, b_hh, activation="tanh"):
+    """forward without the cache, for scoring text."""
+    hs, final, _ = forward(xs, state, w_hh, b_hh, activation)
+    return hs, final
+
+
 def backward(dhs, dstate, cache):
     """dhs: (T, B, H) gradient of every output. Returns dxp, dw_hh, db_hh, dstate0."""
     h0, hs, w_hh, activation = cache
