@@ -541,7 +541,8 @@ def targets(rows, startup, memory):
 
 
 def terminal_table(rows):
-    table = Table(title="charlm chars/s (ratio charlm / PyTorch)")
+    paired = any(r.train.b for r in rows)
+    table = Table(title="charlm chars/s" + (" (ratio charlm / PyTorch)" if paired else ""))
     for col in ("config", "cell", "train", "sample (B=1)", "eval s1", "eval s16",
                 "train GF/s (% peak)"):
         table.add_column(col, justify="left" if col in ("config", "cell") else "right")
