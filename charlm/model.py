@@ -133,26 +133,33 @@ def forward(params, cfg, x, state, dropout_rng=None):
 
 
 def infer(params, cfg, x, state):
-    """forward for scoring: no dropout and no cache. Returns logits (T*B, V) and the state."""
+    """forward for scoring: no dropout, no cache. Returns logits (T*B, V) and the state.
+
+    Runs feature-major, (T, features, B), so that every matmul has the weights first (see
+    lstm.infer); the biases and the sigmoid pre-scale are folded into the weights once.
+    """
     cell = CELLS[cfg.cell]
     T, B = x.shape
-    H = cfg.hidden
+    G = GATES[cfg.cell] * cfg.hidden
     inp, new_state = None, []
     for k in range(cfg.layers):
         w_ih, w_hh = params[f"rnn.weight_ih_l{k}"], params[f"rnn.weight_hh_l{k}"]
         b_ih, b_hh = params[f"rnn.bias_ih_l{k}"], params[f"rnn.bias_hh_l{k}"]
         if k == 0:
-            xs = cell.fold_input(w_ih.T + b_ih, b_hh)[x]        # (T, B, G*H)
+            table = cell.fold_input(w_ih.T + b_ih, b_hh)            # (V, G)
+            xs = np.take(table.T, x, axis=1).transpose(1, 0, 2)     # (T, G, B) view
         else:
-            xp = inp.reshape(T * B, H) @ w_ih.T
-            xp += b_ih
-            xs = cell.fold_input(xp.reshape(T, B, -1), b_hh)
+            # fold_input is affine per gate: fold(W x + b) = scale * W x + fold(b)
+            scale = cell.fold_input(np.ones((1, G), w_ih.dtype), np.zeros_like(b_hh))[0]
+            bias = cell.fold_input(b_ih[None].copy(), b_hh)[0]
+            xs = np.matmul(w_ih * scale[:, None], inp)              # (T, G, B)
+            xs += bias[:, None]
         extra = (cfg.activation,) if cfg.cell == "rnn" else ()
-        inp, layer_state = cell.infer(xs, state[k], w_hh, b_hh, *extra)
+        inp, layer_state = cell.infer(xs, state[k], w_hh, b_hh, *extra)   # (T, H, B)
         new_state.append(layer_state)
-    logits = inp.reshape(T * B, H) @ params["head.weight"].T
-    logits += params["head.bias"]
-    return logits, new_state
+    logits = np.matmul(params["head.weight"], inp)                  # (T, V, B)
+    logits += params["head.bias"][:, None]
+    return logits.transpose(0, 2, 1).reshape(T * B, -1), new_state
 
 
 def backward(params, cfg, dlogits, cache, grads, dstate=None):

@@ -54,35 +54,36 @@ def forward(xs, state, w_hh, b_hh, activation=None):
 
 
 def infer(xs, state, w_hh, b_hh):
-    """forward without the cache: the same numbers, less memory traffic, for scoring text."""
+    """forward without the cache, for scoring text; feature-major like lstm.infer:
+    xs (T, 3H, B) folded input, returns hs (T, H, B)."""
     (h0,) = state
-    T, B, G = xs.shape
+    T, G, B = xs.shape
     H = G // 3
-    w_scaled = np.ascontiguousarray(w_hh.T)
-    w_scaled[:, :2 * H] *= 0.5
-    b_hn = b_hh[2 * H:]
-    gh = np.empty((B, G), xs.dtype)
-    rz, gh_n = gh[:, :2 * H], gh[:, 2 * H:]
-    r, z = gh[:, :H], gh[:, H:2 * H]
-    hs = np.empty((T, B, H), xs.dtype)
-    n = np.empty((B, H), xs.dtype)
-    h = h0
+    w_scaled = w_hh.copy()                                   # (3H, H)
+    w_scaled[:2 * H] *= 0.5
+    b_hn = b_hh[2 * H:, None]                                # (H, 1)
+    gh = np.empty((G, B), xs.dtype)
+    rz, gh_n = gh[:2 * H], gh[2 * H:]
+    r, z = gh[:H], gh[H:2 * H]
+    hs = np.empty((T, H, B), xs.dtype)
+    n = np.empty((H, B), xs.dtype)
+    h = np.ascontiguousarray(h0.T)
     for t in range(T):
-        np.matmul(h, w_scaled, out=gh)
-        rz += xs[t, :, :2 * H]
+        np.dot(w_scaled, h, out=gh)
+        rz += xs[t, :2 * H]
         np.tanh(rz, out=rz)
         rz *= 0.5
         rz += 0.5
         gh_n += b_hn
         np.multiply(r, gh_n, out=n)
-        n += xs[t, :, 2 * H:]
+        n += xs[t, 2 * H:]
         np.tanh(n, out=n)
         h_new = hs[t]
-        np.subtract(h, n, out=h_new)           # h_t = n + z * (h_{t-1} - n)
+        np.subtract(h, n, out=h_new)                         # h_t = n + z * (h_{t-1} - n)
         h_new *= z
         h_new += n
         h = h_new
-    return hs, (h.copy(),)
+    return hs, (h.T.copy(),)
 
 
 def backward(dhs, dstate, cache):

@@ -62,22 +62,26 @@ def forward(xs, state, w_hh, b_hh, activation=None):
 
 
 def infer(xs, state, w_hh, b_hh):
-    """forward without the cache: the same numbers, less memory traffic, for scoring text."""
+    """forward without the cache, for scoring text: the same numbers, less memory traffic.
+
+    Feature-major: xs (T, 4H, B) folded input, returns hs (T, H, B); state as in forward.
+    Gates (4H, B) = W_hh (4H, H) @ h (H, B): BLAS is up to twice as fast in this orientation
+    at small B, and every gate block is contiguous.
+    """
     h0, c0 = state
-    T, B, G = xs.shape
+    T, G, B = xs.shape
     H = G // 4
-    scale = _gate_scale(H, xs.dtype)
+    scale = _gate_scale(H, xs.dtype)[:, None]                # (4H, 1)
     shift = 1 - scale
-    w_scaled = np.ascontiguousarray(w_hh.T)
-    w_scaled *= scale
-    a = np.empty((B, G), xs.dtype)
-    i, f, g, o = (a[:, k * H:(k + 1) * H] for k in range(4))
-    hs = np.empty((T, B, H), xs.dtype)
-    c = c0.copy()
-    ig = np.empty((B, H), xs.dtype)
-    h = h0
+    w_scaled = w_hh * scale                                  # (4H, H), pre-scaled like xs
+    a = np.empty((G, B), xs.dtype)
+    i, f, g, o = (a[k * H:(k + 1) * H] for k in range(4))
+    hs = np.empty((T, H, B), xs.dtype)
+    c = np.ascontiguousarray(c0.T)                           # (H, B)
+    ig = np.empty((H, B), xs.dtype)
+    h = np.ascontiguousarray(h0.T)
     for t in range(T):
-        np.matmul(h, w_scaled, out=a)
+        np.dot(w_scaled, h, out=a)
         a += xs[t]
         np.tanh(a, out=a)
         a *= scale
@@ -88,7 +92,7 @@ def infer(xs, state, w_hh, b_hh):
         h = hs[t]
         np.tanh(c, out=h)
         h *= o
-    return hs, (h.copy(), c)
+    return hs, (h.T.copy(), c.T.copy())
 
 
 def backward(dhs, dstate, cache):

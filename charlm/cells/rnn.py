@@ -34,9 +34,20 @@ def forward(xs, state, w_hh, b_hh, activation="tanh"):
 
 
 def infer(xs, state, w_hh, b_hh, activation="tanh"):
-    """forward without the cache, for scoring text."""
-    hs, final, _ = forward(xs, state, w_hh, b_hh, activation)
-    return hs, final
+    """forward for scoring text, feature-major like lstm.infer: xs (T, H, B) -> hs (T, H, B)."""
+    (h0,) = state
+    hs = np.empty(xs.shape, xs.dtype)          # C order even when xs is a strided view
+    h = np.ascontiguousarray(h0.T)
+    for t in range(xs.shape[0]):
+        a = hs[t]
+        np.dot(w_hh, h, out=a)
+        a += xs[t]
+        if activation == "tanh":
+            np.tanh(a, out=a)
+        else:
+            np.maximum(a, 0, out=a)
+        h = a
+    return hs, (h.T.copy(),)
 
 
 def backward(dhs, dstate, cache):
