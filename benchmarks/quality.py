@@ -15,6 +15,7 @@ Writes benchmarks/QUALITY.md and a learning-curve picture benchmarks/quality.svg
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -162,6 +163,8 @@ def main():
     parser.add_argument("--budgets", default="60,120,300,600")
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--torch-max-budget", type=float, default=math.inf,
+                        help="skip the PyTorch run for budgets above this (to save time)")
     args = parser.parse_args()
     if not args.corpus.is_file():
         sys.exit(f"error: corpus {args.corpus} not found; pass --corpus FILE")
@@ -187,7 +190,7 @@ def main():
                    "steps": info["step"], "ngram": ngram}
             print(f"{budget:g} s: charlm {final:.4f} ({size}, {info['step']} steps, "
                   f"{wall:.0f} s wall)", flush=True)
-            if have_torch:
+            if have_torch and budget <= args.torch_max_budget:
                 torch_curve, torch_final = run_torch(args.corpus, budget, info)
                 row["torch"] = torch_final
                 series[f"PyTorch {budget:g} s"] = torch_curve

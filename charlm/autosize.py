@@ -11,7 +11,9 @@ too small stops improving early; size matters more than anything else. The rule:
 3. Take the largest candidate that sees at least CHARS_PER_PARAM characters per parameter and
    has at most MAX_PARAMS_PER_CHAR parameters per training character (a small corpus is
    memorised, not learnt, by a huge model).
-4. Dropout grows with the number of passes over the corpus the run will make.
+4. Dropout grows with the number of passes over the corpus the run will make: none below
+   4 passes (measured: at 2.6 passes on tiny Shakespeare dropout 0.1 cost 0.009 nats), 0.1
+   below 10, 0.2 beyond.
 """
 
 import time
@@ -40,9 +42,9 @@ def macs_per_char(cell, vocab_size, layers, hidden):
 
 def dropout_for(epochs):
     """More passes over the same text need more regularisation."""
-    if epochs < 2:
+    if epochs < 4:
         return 0.0
-    if epochs < 6:
+    if epochs < 10:
         return 0.1
     return 0.2
 

@@ -137,7 +137,7 @@ def train(
     dropout: float | None = typer.Option(None, callback=_fraction, help="Dropout between layers and before the head. [default: 0]"),
     seq_len: int | None = typer.Option(None, "--seq-len", min=1, help="BPTT unroll length T. [default: 64]"),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Parallel streams B. [default: 32]"),
-    lr: float | None = typer.Option(None, callback=_positive, help="Learning rate. [default: 2e-3]"),
+    lr: float | None = typer.Option(None, callback=_positive, help="Learning rate. [default: 4e-3]"),
     optimizer: OptimizerName | None = typer.Option(None, help="[default: adam]"),
     lr_schedule: Schedule | None = typer.Option(None, "--lr-schedule", help="constant, cosine (with warm-up) or step (x0.5 every third of the run). [default: cosine]"),
     warmup: float | None = typer.Option(None, callback=_fraction, help="Warm-up as a fraction of the run. [default: 0.02]"),
