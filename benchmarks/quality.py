@@ -227,9 +227,9 @@ def write_markdown(rows, samples, corpus, have_torch):
         lines.append(f"| {r['budget']:g} s | {r['charlm']:.4f} | {r['size']} | {r['steps']:,} | "
                      f"{torch_cell} | {r['ngram']:.4f} |")
     lines += ["", "The PyTorch script trains with the state carried from step to step and never "
-              "restarted, as PyTorch examples do; scored from a fresh zero state over the whole "
-              "split (1 stream) such a model can do far worse than with 16 fresh starts, which "
-              "is why charlm restarts a stream's state now and then (`--state-reset`).",
+              "restarted, as PyTorch examples do; scored from fresh zero states, such a model's "
+              "figure can swing with where the pieces start (1 stream against 16), which is "
+              "why charlm restarts a stream's state now and then (`--state-reset`).",
               "", "Anchors on the same split (from the project's research, same kind of machine): "
               "PyTorch LSTM 2x256, batch 32, unroll 64, Adam 2e-3: 1.80 at 120 s, 1.573 at 300 s; "
               "nanoGPT's CPU baby GPT: 1.905 after 101 s, 1.646 at 300 s.", "",
