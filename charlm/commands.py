@@ -173,14 +173,16 @@ def _train_with_progress(trainer, tcfg, vocab, corpus, quiet):
                 unit = "step" if total else "s"
                 if tcfg.time_budget and not total:
                     total = tcfg.time_budget
+                # a log file (not a terminal) gets a line every 30 s, not one per step
                 bar = tqdm(total=total, unit=unit, dynamic_ncols=True, file=sys.stderr,
-                           initial=0, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} "
+                           initial=0, mininterval=0.2 if sys.stderr.isatty() else 30,
+                           bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} "
                            "[{elapsed}<{remaining}{postfix}]")
             elif kind == "step" and bar is not None:
                 bar.n = event["step"] if trainer.total_steps else min(event["elapsed"], bar.total)
                 bar.set_postfix_str(f"loss {event['loss']:.3f}, val {val_text}, "
                                     f"{event['chars_per_s'] / 1000:.1f}k chars/s", refresh=False)
-                bar.refresh()
+                bar.update(0)                       # redraws at most every mininterval
             elif kind == "eval":
                 if event["val_loss"] is not None:
                     val_text = f"{event['val_loss']:.3f}"
@@ -344,9 +346,11 @@ def run_eval(path, files, corpus_paths, split, val_frac, streams, compare, unkno
             print(json.dumps(results[0][1], indent=2))
         return
     table = Table(title="perplexity")
-    for column in ("checkpoint", "model", "predictions", "nats/char", "bits/char", "perplexity"):
-        table.add_column(column, overflow="fold",
-                         justify="left" if column in ("checkpoint", "model") else "right")
+    widest_path = max(len(str(lm.path)) for lm, _ in results)
+    table.add_column("checkpoint", overflow="fold", min_width=min(widest_path, 40))
+    table.add_column("model", overflow="fold")
+    for column in ("predictions", "nats/char", "bits/char", "perplexity"):
+        table.add_column(column, justify="right")
     for lm, r in results:
         table.add_row(str(lm.path), _describe(lm.config), f"{r['chars']:,}",
                       f"{r['nats_per_char']:.4f}", f"{r['bits_per_char']:.4f}",
