@@ -346,8 +346,7 @@ def run_eval(path, files, corpus_paths, split, val_frac, streams, compare, unkno
             print(json.dumps(results[0][1], indent=2))
         return
     table = Table(title="perplexity")
-    widest_path = max(len(str(lm.path)) for lm, _ in results)
-    table.add_column("checkpoint", overflow="fold", min_width=min(widest_path, 40))
+    table.add_column("checkpoint", overflow="fold")
     table.add_column("model", overflow="fold")
     for column in ("predictions", "nats/char", "bits/char", "perplexity"):
         table.add_column(column, justify="right")
