@@ -51,10 +51,14 @@ demo: install
 	echo "== 500 characters from the LSTM"; \
 	$(CHARLM) sample runs/demo/best.npz --prime "$$prime" --length 500 --seed 1
 
+# Speed against PyTorch (about 7 minutes), then validation loss per time budget (the budgets
+# add up: QUALITY_BUDGETS=60,120,300,600 takes about 40 minutes with PyTorch alongside).
+QUALITY_BUDGETS ?= 120
+
 bench: install
 	$(PY) -m pip install --quiet -e '.[parity]'
 	$(PY) benchmarks/bench.py
-	$(PY) benchmarks/quality.py
+	$(PY) benchmarks/quality.py --budgets $(QUALITY_BUDGETS)
 
 fuzz: install
 	$(PY) tests/fuzz_checkpoint.py 20000
