@@ -148,7 +148,7 @@ def train(
     epochs: float | None = typer.Option(None, callback=_positive, help="Stop after this many passes."),
     time_budget: float | None = typer.Option(None, "--time-budget", callback=_positive, help="Stop after this many seconds, final evaluation included."),
     eval_every: int | None = typer.Option(None, "--eval-every", min=1, help="Validate and save every N steps. [default: 10 times per run]"),
-    eval_seconds: float | None = typer.Option(None, "--eval-seconds", callback=_positive, help="Validate and save every N seconds instead. [default: an eighth of --time-budget]"),
+    eval_seconds: float | None = typer.Option(None, "--eval-seconds", callback=_positive, help="Validate and save every N seconds instead. [default: a fifth of --time-budget]"),
     eval_streams: int | None = typer.Option(None, "--eval-streams", min=1, help="Streams for validation scoring (see eval perplexity --streams). [default: 16]"),
     eval_chars: int | None = typer.Option(None, "--eval-chars", min=2, help="Cap the validation text (for huge corpora)."),
     val_frac: float | None = typer.Option(None, "--val-frac", callback=_fraction, help="Tail fraction held out for validation. [default: 0.1]"),

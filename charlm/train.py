@@ -43,7 +43,7 @@ class TrainConfig:
     epochs: float = 0.0
     time_budget: float = 0.0        # seconds; 0 = none
     eval_every: int = 0             # steps; 0 = ten evaluations over the run
-    eval_seconds: float = 0.0       # seconds between evaluations; 0 = an eighth of a time budget
+    eval_seconds: float = 0.0       # seconds between evaluations; 0 = a fifth of a time budget
     eval_streams: int = 16          # see evaluate.py; within ~0.001 nats of 1 stream, far faster
     eval_chars: int = 0             # 0 = the whole validation split
     val_frac: float = 0.1
@@ -205,7 +205,7 @@ class Trainer:
             return
         started = time.perf_counter() - p["elapsed"]
         eval_every = t.eval_every or max(1, (self.total_steps or 10**9) // 10)
-        by_time = t.eval_seconds or (t.time_budget / 8 if t.time_budget and not t.eval_every
+        by_time = t.eval_seconds or (t.time_budget / 5 if t.time_budget and not t.eval_every
                                      else 0.0)
         eval_interval = by_time or math.inf
         next_eval_time = p["elapsed"] + eval_interval
