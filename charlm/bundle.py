@@ -12,7 +12,7 @@ An n-gram checkpoint holds ngram/* arrays instead of params/optim/state (see ngr
 """
 
 from charlm import __version__, model
-from charlm.checkpoint import load_checkpoint, save_checkpoint  # noqa: F401 (re-exported)
+from charlm.checkpoint import load_checkpoint, save_checkpoint
 from charlm.errors import CheckpointError
 from charlm.vocab import Vocab
 

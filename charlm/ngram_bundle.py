@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from charlm import bundle, data, ngram
+from charlm.checkpoint import save_checkpoint
 from charlm.errors import CheckpointError, UsageError
 
 MAX_ORDER = 12
@@ -87,7 +88,7 @@ def train_and_save(corpus, val_frac, order, out):
                        "val_chars": int(len(val_ids))}}
     arrays = model.to_arrays() | {"meta/vocab": corpus.vocab.to_array()}
     for name in ("last.npz", "best.npz"):
-        bundle.save_checkpoint(Path(out) / name, arrays, config, bundle.FORMAT_VERSION)
+        save_checkpoint(Path(out) / name, arrays, config, bundle.FORMAT_VERSION)
     record = {"step": 0, "val_loss": val, "elapsed": round(fit_seconds, 3)}
     with open(Path(out) / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")

@@ -58,9 +58,8 @@ class Optimizer:
 
     moment_names = ()
 
-    def __init__(self, flat, views, lr, weight_decay=0.0, decay_size=0):
+    def __init__(self, flat, views, weight_decay=0.0, decay_size=0):
         self.flat = flat
-        self.lr = lr
         self.weight_decay = weight_decay
         self.decay_size = decay_size          # leading entries that are matrices, not biases
         self.step_count = 0
@@ -168,6 +167,6 @@ class AdamW(Adam):
     decoupled = True
 
 
-def make_optimizer(name, flat, views, lr, weight_decay=0.0, decay_size=0):
+def make_optimizer(name, flat, views, weight_decay=0.0, decay_size=0):
     classes = {"adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad, "sgd": SGD}
-    return classes[name](flat, views, lr, weight_decay, decay_size)
+    return classes[name](flat, views, weight_decay, decay_size)

@@ -60,7 +60,7 @@ class Stepper:
             if cfg.cell == "rnn":
                 np.matmul(h, self.w_hh[k], out=a)
                 a += xs
-                if cfg.activation == "tanh":
+                if cfg.activation == "tanh":              # written straight into h
                     np.tanh(a, out=h)
                 else:
                     np.maximum(a, 0, out=h)
@@ -138,7 +138,8 @@ def generate(stepper, prime_ids, length, rng, temperature=1.0, top_k=0, top_p=1.
     for char_id in prime_ids[:-1]:
         stepper.step(char_id)
     logits = stepper.step(prime_ids[-1])
-    for _ in range(length):
+    for produced in range(1, length + 1):
         next_id = draw(logits, rng, temperature, top_k, top_p)
         yield next_id
-        logits = stepper.step(next_id)
+        if produced < length:                     # the last character is never fed back
+            logits = stepper.step(next_id)

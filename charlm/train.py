@@ -139,7 +139,7 @@ class Trainer:
         self.rng = np.random.default_rng(tcfg.seed)
         self.flat, self.params = model.init_params(self.mcfg, self.rng)
         self.grad_flat, self.grads = model.allocate(model.param_shapes(self.mcfg))
-        self.opt = optim.make_optimizer(tcfg.optimizer, self.flat, self.params, tcfg.lr,
+        self.opt = optim.make_optimizer(tcfg.optimizer, self.flat, self.params,
                                         tcfg.weight_decay, model.matrix_size(self.mcfg))
         self.state = model.initial_state(self.mcfg, B)
         self.progress = {"step": 0, "epoch": 0, "window": 0, "elapsed": 0.0, "best_val": None,

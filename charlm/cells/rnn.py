@@ -15,6 +15,14 @@ def fold_input(xp, b_hh):
     return xp
 
 
+def activate(a, activation):
+    """tanh or relu, in place."""
+    if activation == "tanh":
+        np.tanh(a, out=a)
+    else:
+        np.maximum(a, 0, out=a)
+
+
 def forward(xs, state, w_hh, b_hh, activation="tanh"):
     """xs: (T, B, H) folded input. Returns hs (T, B, H), the final state and the cache."""
     (h0,) = state
@@ -25,10 +33,7 @@ def forward(xs, state, w_hh, b_hh, activation="tanh"):
         a = hs[t]
         np.matmul(h, w_hh_t, out=a)            # only the recurrent matmul is per step
         a += xs[t]
-        if activation == "tanh":
-            np.tanh(a, out=a)
-        else:
-            np.maximum(a, 0, out=a)
+        activate(a, activation)
         h = a
     return hs, (h.copy(),), (h0, hs, w_hh, activation)
 
@@ -42,10 +47,7 @@ def infer(xs, state, w_hh, b_hh, activation="tanh"):
         a = hs[t]
         np.dot(w_hh, h, out=a)
         a += xs[t]
-        if activation == "tanh":
-            np.tanh(a, out=a)
-        else:
-            np.maximum(a, 0, out=a)
+        activate(a, activation)
         h = a
     return hs, (h.T.copy(),)
 
