@@ -3,9 +3,9 @@
 On a CPU, a model that is too big for the budget sees too few characters and a model that is
 too small stops improving early; size matters more than anything else. The rule:
 
-1. Time two short training probes (a small and a large 2-layer LSTM at batch 32 x 64) and fit
-   seconds per step = a + b * (multiply-adds per character), which covers both the fixed
-   per-step cost of numpy calls and the matrix work.
+1. Time two short training probes (a small and a large 2-layer model of the chosen cell at
+   batch 32 x 64) and fit seconds per step = a + b * (multiply-adds per character), which
+   covers both the fixed per-step cost of numpy calls and the matrix work.
 2. Predict, for each candidate size, how many characters it will see in the training part of
    the budget (the budget minus the probes, the validation passes and the checkpoints).
 3. Take the largest candidate that sees at least CHARS_PER_PARAM characters per parameter and

@@ -130,7 +130,7 @@ MODEL_AND_DATA_OPTIONS = ("cell", "activation", "layers", "hidden", "dropout", "
 @app.command()
 def train(
     corpus: list[Path] = typer.Argument(..., help="UTF-8 text file(s) or directories."),
-    cell: Cell | None = typer.Option(None, help="rnn, lstm, gru, or ngram (Kneser-Ney baseline). [default: lstm]"),
+    cell: Cell | None = typer.Option(None, help="rnn, lstm, gru, or ngram (Kneser-Ney baseline). [default: gru]"),
     activation: Activation | None = typer.Option(None, help="rnn nonlinearity. [default: tanh]"),
     layers: int | None = typer.Option(None, min=1, max=64, help="Stacked layers. [default: 2]"),
     hidden: int | None = typer.Option(None, min=1, max=65536, help="Hidden size. [default: 128]"),

@@ -1,38 +1,52 @@
-"""Pieces shared by the cells and the model: gathered input projection and its gradient."""
+"""Layout helpers shared by the model and the cells: feature-major chunks and their gradients.
+
+Inside a chunk the model keeps every per-step array feature-major, (T, F, B): the slice for one
+step is a contiguous (F, B) block, and the recurrent matmul is W (G*H, H) @ h (H, B), the
+orientation BLAS is fastest in at small batch. Weight gradients need the other grouping, all
+T * B positions side by side; `feature_rows` makes it with one transposing copy.
+"""
 
 import numpy as np
 
+ONE_HOT_MAX_COLS = 256          # a one-hot matrix of N x 256 float32 is 8 MB at N = 8192
 
-def recurrent_weight_grad(da, hs, h0):
-    """sum_t da_t^T h_{t-1}: (G*H, H), as two matmuls without building the shifted sequence.
 
-    da: (T, B, G*H) pre-activation gradients; hs: (T, B, H) outputs; h0: (B, H) initial state.
+def feature_rows(chunk):
+    """(T, F, B) -> (F, T * B), contiguous; column t * B + b is position (t, b)."""
+    T, F, B = chunk.shape
+    return np.ascontiguousarray(chunk.transpose(1, 0, 2)).reshape(F, T * B)
+
+
+def shifted_rows(h0, hs):
+    """Rows of the previous outputs [h0, hs_0 .. hs_{T-2}]: (H, T * B).
+
+    h0: (H, B) state before the chunk; hs: (T, H, B) outputs. The recurrent weight gradient is
+    sum_t da_t h_{t-1}^T, a single matmul against these rows.
     """
-    T, B, GH = da.shape
-    H = hs.shape[2]
-    dw = da[0].T @ h0
-    if T > 1:
-        dw += da[1:].reshape(-1, GH).T @ hs[:-1].reshape(-1, H)
-    return dw
+    T, H, B = hs.shape
+    rows = np.empty((H, T, B), hs.dtype)
+    rows[:, 0] = h0
+    rows[:, 1:] = hs[:-1].transpose(1, 0, 2)
+    return rows.reshape(H, T * B)
 
 
-def gather_rows_grad(ids, d_rows, num_rows):
-    """Gradient of table[ids] with respect to table: rows of d_rows summed by id.
+def gather_columns_grad(ids, d_cols, num_cols):
+    """Gradient of table[:, ids] with respect to table: columns of d_cols summed by id.
 
-    ids: (N,) ints; d_rows: (N, K). Returns (num_rows, K). Rows are sorted by id once, then each
-    id's contiguous run is summed; this never builds a one-hot matrix and avoids np.add.at.
-    With few distinct ids a Python loop of row-block sums beats np.add.reduceat, whose
-    axis-0 reduction walks memory column by column.
+    ids: (N,) ints; d_cols: (K, N). Returns (K, num_cols). A small vocabulary multiplies by a
+    one-hot (N, num_cols) matrix: one GEMM, ten times faster than sorting columns. A large one
+    sorts the columns by id once and sums each id's run, never building the one-hot matrix
+    and never using np.add.at.
     """
+    n = len(ids)
+    if num_cols <= ONE_HOT_MAX_COLS:
+        one_hot = np.zeros((n, num_cols), d_cols.dtype)
+        one_hot[np.arange(n), ids] = 1
+        return d_cols @ one_hot
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
     starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-    sorted_rows = d_rows[order]                                # (N, K)
-    out = np.zeros((num_rows, d_rows.shape[1]), d_rows.dtype)
-    if len(starts) > 512:
-        out[sorted_ids[starts]] = np.add.reduceat(sorted_rows, starts, axis=0)
-        return out
-    ends = np.r_[starts[1:], len(ids)]
-    for row, start, end in zip(sorted_ids[starts].tolist(), starts.tolist(), ends.tolist()):
-        np.sum(sorted_rows[start:end], axis=0, out=out[row])
+    out = np.zeros((d_cols.shape[0], num_cols), d_cols.dtype)
+    sums = np.add.reduceat(np.take(d_cols, order, axis=1), starts, axis=1)
+    out[:, sorted_ids[starts]] = sums
     return out

@@ -101,7 +101,7 @@ def test_dropout_gradients_match_finite_differences():
     _, dlogits = loss.cross_entropy(logits, y.reshape(-1))
     _, grads = model.allocate(model.param_shapes(cfg), np.float64)
     model.backward(params, cfg, dlogits, cache, grads)
-    masks = [m for _, _, m in cache[2]]
+    masks = [layer_cache[-1] for layer_cache in cache[2]]
     assert all(m is not None and (m == 0).any() for m in masks)
     for name in params:
         assert rel_error(grads[name], numeric_grad(objective, params[name])) < 1e-6, name

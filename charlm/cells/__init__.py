@@ -1,17 +1,20 @@
 """Recurrent cells. Each module offers the same contract, written as forward/backward pairs.
 
 Dimensions: T time steps, B batch, H hidden size, G gates (RNN 1, LSTM 4, GRU 3).
-Arrays are time-major, (T, B, ...), so that the slice for one step is contiguous.
+Arrays are feature-major, (T, features, B) (see charlm.layers); states are (H, B).
 
-    fold_input(xp, b_hh) -> xs                  turns the input projection W_ih x + b_ih (T, B, G*H)
+    fold_input(xp, b_hh) -> xs                  turns the input projection W_ih x + b_ih (..., G*H)
                                                  into what forward wants, in place (b_hh folded in
                                                  where it sits outside a product, sigmoid gates
                                                  pre-scaled by 1/2)
-    forward(xs, state, w_hh, b_hh) -> hs, state, cache
-    backward(dhs, dstate, cache) -> dxp, dw_hh, db_hh, dstate0
+    forward(xs, state, w_hh, b_hh, activation) -> hs, state, cache      xs (T, G*H, B)
+    infer(xs, state, w_hh, b_hh, activation) -> hs, state               forward without a cache
+    backward(dhs, dstate, cache) -> d_input, d_hidden, dstate0
 
-`dxp` is the gradient with respect to the input projection W_ih x + b_ih, so the caller turns it
-into dW_ih, db_ih and the gradient for the layer below. Weight layouts and gate orders are
+`d_input` is the gradient with respect to the input projection W_ih x + b_ih and `d_hidden` the
+one with respect to W_hh h + b_hh (the same array except in the GRU, whose reset gate scales the
+latter), so the caller turns them into every weight gradient and the gradient for the layer
+below. Weight layouts and gate orders are
 PyTorch's: w_hh is (G*H, H), LSTM gates i, f, g, o, GRU gates r, z, n.
 """
 

@@ -5,16 +5,17 @@ The fused 3H axis holds the gates in the order r, z, n. b_hn stays inside the re
     r = sigmoid(gi_r + gh_r)      z = sigmoid(gi_z + gh_z)
     n = tanh(gi_n + r * gh_n)     h_t = (1 - z) * n + z * h_{t-1}
 sigmoid(x) = (tanh(x / 2) + 1) / 2; the r and z columns are pre-scaled by 1/2 once per chunk.
-Time-major arrays: xs (T, B, 3H), hs (T, B, H); state (h,) with h (B, H).
+Feature-major arrays (see charlm.layers): xs (T, 3H, B), hs (T, H, B); state (h,), h (H, B).
 """
 
 import numpy as np
 
-from charlm.layers import recurrent_weight_grad
-
 
 def fold_input(xp, b_hh):
-    """Adds b_hr and b_hz (outside the reset product), pre-scales r and z; in place."""
+    """Adds b_hr and b_hz (outside the reset product), pre-scales r and z; in place.
+
+    xp: (..., 3H), gates on the last axis.
+    """
     H = xp.shape[-1] // 3
     xp[..., :2 * H] += b_hh[:2 * H]
     xp[..., :2 * H] *= 0.5
@@ -22,40 +23,43 @@ def fold_input(xp, b_hh):
 
 
 def forward(xs, state, w_hh, b_hh, activation=None):
-    """xs: (T, B, 3H) folded input. Returns hs (T, B, H), the final state and the cache."""
+    """xs: (T, 3H, B) folded input; state (h,), h (H, B).
+
+    Returns hs (T, H, B), the final state and the cache.
+    """
     (h0,) = state
-    T, B, G = xs.shape
+    T, G, B = xs.shape
     H = G // 3
-    w_scaled = np.ascontiguousarray(w_hh.T)   # (H, 3H); contiguous is faster than a .T view
-    w_scaled[:, :2 * H] *= 0.5
-    b_hn = b_hh[2 * H:]
-    gh_n = np.empty((T, B, H), xs.dtype)       # W_hn h + b_hn, needed for dr
-    rz = np.empty((T, B, 2 * H), xs.dtype)     # r and z values
-    ns = np.empty((T, B, H), xs.dtype)
-    hs = np.empty((T, B, H), xs.dtype)
-    gh = np.empty((B, 3 * H), xs.dtype)
+    w_scaled = w_hh.copy()                                   # (3H, H)
+    w_scaled[:2 * H] *= 0.5                                  # pre-scaled like xs
+    b_hn = b_hh[2 * H:, None]                                # (H, 1)
+    rz = np.empty((T, 2 * H, B), xs.dtype)                   # r and z values
+    gh_n = np.empty((T, H, B), xs.dtype)                     # W_hn h + b_hn, needed for dr
+    ns = np.empty((T, H, B), xs.dtype)
+    hs = np.empty((T, H, B), xs.dtype)
+    gh = np.empty((G, B), xs.dtype)
     h = h0
     for t in range(T):
-        np.matmul(h, w_scaled, out=gh)
-        np.add(gh[:, :2 * H], xs[t, :, :2 * H], out=rz[t])
+        np.dot(w_scaled, h, out=gh)
+        np.add(gh[:2 * H], xs[t, :2 * H], out=rz[t])
         np.tanh(rz[t], out=rz[t])
         rz[t] *= 0.5
         rz[t] += 0.5
-        np.add(gh[:, 2 * H:], b_hn, out=gh_n[t])
+        np.add(gh[2 * H:], b_hn, out=gh_n[t])
         n = ns[t]
-        np.multiply(rz[t, :, :H], gh_n[t], out=n)
-        n += xs[t, :, 2 * H:]
+        np.multiply(rz[t, :H], gh_n[t], out=n)
+        n += xs[t, 2 * H:]
         np.tanh(n, out=n)
-        np.subtract(h, n, out=hs[t])           # h_t = n + z * (h_{t-1} - n)
-        hs[t] *= rz[t, :, H:]
-        hs[t] += n
-        h = hs[t]
+        h_new = hs[t]
+        np.subtract(h, n, out=h_new)                         # h_t = n + z * (h_{t-1} - n)
+        h_new *= rz[t, H:]
+        h_new += n
+        h = h_new
     return hs, (h.copy(),), (h0, rz, ns, gh_n, hs, w_hh)
 
 
-def infer(xs, state, w_hh, b_hh):
-    """forward without the cache, for scoring text; feature-major like lstm.infer:
-    xs (T, 3H, B) folded input, returns hs (T, H, B)."""
+def infer(xs, state, w_hh, b_hh, activation=None):
+    """forward without the cache, for scoring text: the same numbers, less memory traffic."""
     (h0,) = state
     T, G, B = xs.shape
     H = G // 3
@@ -67,7 +71,7 @@ def infer(xs, state, w_hh, b_hh):
     r, z = gh[:H], gh[H:2 * H]
     hs = np.empty((T, H, B), xs.dtype)
     n = np.empty((H, B), xs.dtype)
-    h = np.ascontiguousarray(h0.T)
+    h = h0
     for t in range(T):
         np.dot(w_scaled, h, out=gh)
         rz += xs[t, :2 * H]
@@ -83,23 +87,28 @@ def infer(xs, state, w_hh, b_hh):
         h_new *= z
         h_new += n
         h = h_new
-    return hs, (h.T.copy(),)
+    return hs, (h.copy(),)
 
 
 def backward(dhs, dstate, cache):
-    """dhs: (T, B, H). Returns dxp (T, B, 3H), dw_hh (3H, H), db_hh (3H,), dstate0."""
+    """dhs: (T, H, B); dstate: gradient into the final (h,), (H, B).
+
+    Returns the gradient of the input projection W_ih x + b_ih (T, 3H, B), that of
+    W_hh h + b_hh (T, 3H, B) and the gradient for the initial state.
+    """
     h0, rz, ns, gh_n, hs, w_hh = cache
-    T, B, H = hs.shape
-    dgi = np.empty((T, B, 3 * H), hs.dtype)                   # gradient of W_ih x + b_ih
-    dgh = np.empty((T, B, 3 * H), hs.dtype)                   # gradient of W_hh h + b_hh
+    T, H, B = hs.shape
+    dgi = np.empty((T, 3 * H, B), hs.dtype)                   # gradient of W_ih x + b_ih
+    dgh = np.empty((T, 3 * H, B), hs.dtype)                   # gradient of W_hh h + b_hh
     (dh_rec,) = (s.copy() for s in dstate)
-    dh = np.empty((B, H), hs.dtype)
-    tmp = np.empty((B, H), hs.dtype)
-    # Factors are computed per step on (B, H) blocks that stay in cache (see lstm.backward).
+    dh = np.empty((H, B), hs.dtype)
+    tmp = np.empty((H, B), hs.dtype)
+    w_hh_t = np.ascontiguousarray(w_hh.T)                     # (H, 3H)
+    # Factors are computed per step on (H, B) blocks that stay in cache (see lstm.backward).
     for t in range(T - 1, -1, -1):
-        r, z, n = rz[t, :, :H], rz[t, :, H:], ns[t]
+        r, z, n = rz[t, :H], rz[t, H:], ns[t]
         h_prev = hs[t - 1] if t > 0 else h0
-        da_r, da_z, da_n = dgi[t, :, :H], dgi[t, :, H:2 * H], dgi[t, :, 2 * H:]
+        da_r, da_z, da_n = dgi[t, :H], dgi[t, H:2 * H], dgi[t, 2 * H:]
         np.add(dhs[t], dh_rec, out=dh)
         np.multiply(n, n, out=da_n)                           # a_n: dh * (1 - z) * (1 - n^2)
         np.subtract(1, da_n, out=da_n)
@@ -115,11 +124,9 @@ def backward(dhs, dstate, cache):
         da_r *= r
         da_r *= gh_n[t]
         da_r *= da_n
-        dgh[t, :, :2 * H] = dgi[t, :, :2 * H]
-        np.multiply(da_n, r, out=dgh[t, :, 2 * H:])           # the reset gate scales W_hn h + b_hn
-        np.matmul(dgh[t], w_hh, out=dh_rec)
+        dgh[t, :2 * H] = dgi[t, :2 * H]
+        np.multiply(da_n, r, out=dgh[t, 2 * H:])              # the reset gate scales W_hn h + b_hn
+        np.dot(w_hh_t, dgh[t], out=dh_rec)
         np.multiply(dh, z, out=tmp)                           # the direct path z * h_{t-1}
         dh_rec += tmp
-    dw_hh = recurrent_weight_grad(dgh, hs, h0)
-    db_hh = dgh.sum(axis=(0, 1))
-    return dgi, dw_hh, db_hh, (dh_rec,)
+    return dgi, dgh, (dh_rec,)

@@ -6,12 +6,10 @@ The fused 4H axis holds the gates in the order i, f, g, o:
     c_t = f * c_{t-1} + i * g                               h_t = o * tanh(c_t)
 sigmoid(x) = (tanh(x / 2) + 1) / 2, so all four gates take one tanh call per step: the
 sigmoid columns of the input and of W_hh are pre-scaled by 1/2 once per chunk.
-Time-major arrays: xs (T, B, 4H), hs (T, B, H); state (h, c), each (B, H).
+Feature-major arrays (see charlm.layers): xs (T, 4H, B), hs (T, H, B); state (h, c), each (H, B).
 """
 
 import numpy as np
-
-from charlm.layers import recurrent_weight_grad
 
 
 def _gate_scale(H, dtype):
@@ -22,52 +20,53 @@ def _gate_scale(H, dtype):
 
 
 def fold_input(xp, b_hh):
-    """Adds b_hh (outside every nonlinearity) and applies the sigmoid pre-scale, in place."""
+    """Adds b_hh (outside every nonlinearity) and applies the sigmoid pre-scale, in place.
+
+    xp: (..., 4H), gates on the last axis.
+    """
     xp += b_hh
     xp *= _gate_scale(xp.shape[-1] // 4, xp.dtype)
     return xp
 
 
 def forward(xs, state, w_hh, b_hh, activation=None):
-    """xs: (T, B, 4H) folded input. Returns hs (T, B, H), the final (h, c) and the cache."""
+    """xs: (T, 4H, B) folded input; state (h, c), each (H, B).
+
+    Returns hs (T, H, B), the final (h, c) and the cache. Gates (4H, B) = W_hh @ h: BLAS is up
+    to twice as fast in this orientation at small B, and every gate block is contiguous.
+    """
     h0, c0 = state
-    T, B, G = xs.shape
+    T, G, B = xs.shape
     H = G // 4
-    scale = _gate_scale(H, xs.dtype)
-    shift = 1 - scale                          # (4H,) 0.5 on sigmoid gates, 0 on g
-    w_scaled = np.ascontiguousarray(w_hh.T)   # (H, 4H); contiguous is faster than a .T view
-    w_scaled *= scale                          # pre-scaled like xs
-    acts = np.empty_like(xs)                   # (T, B, 4H) gate values i, f, g, o
-    cs = np.empty((T, B, H), xs.dtype)
-    tanh_cs = np.empty((T, B, H), xs.dtype)
-    hs = np.empty((T, B, H), xs.dtype)
-    ig = np.empty((B, H), xs.dtype)
+    scale = _gate_scale(H, xs.dtype)[:, None]                # (4H, 1)
+    shift = 1 - scale                                        # 0.5 on sigmoid gates, 0 on g
+    w_scaled = w_hh * scale                                  # (4H, H), pre-scaled like xs
+    acts = np.empty_like(xs)                                 # (T, 4H, B) gate values i, f, g, o
+    cs = np.empty((T, H, B), xs.dtype)
+    tanh_cs = np.empty((T, H, B), xs.dtype)
+    hs = np.empty((T, H, B), xs.dtype)
+    ig = np.empty((H, B), xs.dtype)
     h, c = h0, c0
     for t in range(T):
         a = acts[t]
-        np.matmul(h, w_scaled, out=a)
+        np.dot(w_scaled, h, out=a)
         a += xs[t]
         np.tanh(a, out=a)
         a *= scale                             # tanh(x/2)/2 + 1/2 = sigmoid(x) on i, f, o
         a += shift
-        np.multiply(a[:, H:2 * H], c, out=cs[t])
-        np.multiply(a[:, :H], a[:, 2 * H:3 * H], out=ig)
+        np.multiply(a[H:2 * H], c, out=cs[t])
+        np.multiply(a[:H], a[2 * H:3 * H], out=ig)
         cs[t] += ig
         c = cs[t]
         np.tanh(c, out=tanh_cs[t])
-        np.multiply(a[:, 3 * H:], tanh_cs[t], out=hs[t])
+        np.multiply(a[3 * H:], tanh_cs[t], out=hs[t])
         h = hs[t]
     cache = (h0, c0, acts, cs, tanh_cs, hs, w_hh)
     return hs, (h.copy(), c.copy()), cache
 
 
-def infer(xs, state, w_hh, b_hh):
-    """forward without the cache, for scoring text: the same numbers, less memory traffic.
-
-    Feature-major: xs (T, 4H, B) folded input, returns hs (T, H, B); state as in forward.
-    Gates (4H, B) = W_hh (4H, H) @ h (H, B): BLAS is up to twice as fast in this orientation
-    at small B, and every gate block is contiguous.
-    """
+def infer(xs, state, w_hh, b_hh, activation=None):
+    """forward without the cache, for scoring text: the same numbers, less memory traffic."""
     h0, c0 = state
     T, G, B = xs.shape
     H = G // 4
@@ -77,9 +76,9 @@ def infer(xs, state, w_hh, b_hh):
     a = np.empty((G, B), xs.dtype)
     i, f, g, o = (a[k * H:(k + 1) * H] for k in range(4))
     hs = np.empty((T, H, B), xs.dtype)
-    c = np.ascontiguousarray(c0.T)                           # (H, B)
+    c = c0.copy()
     ig = np.empty((H, B), xs.dtype)
-    h = np.ascontiguousarray(h0.T)
+    h = h0
     for t in range(T):
         np.dot(w_scaled, h, out=a)
         a += xs[t]
@@ -92,26 +91,28 @@ def infer(xs, state, w_hh, b_hh):
         h = hs[t]
         np.tanh(c, out=h)
         h *= o
-    return hs, (h.T.copy(), c.T.copy())
+    return hs, (h.copy(), c)
 
 
 def backward(dhs, dstate, cache):
-    """dhs: (T, B, H); dstate: gradient into the final (h, c).
+    """dhs: (T, H, B); dstate: gradient into the final (h, c), each (H, B).
 
-    Returns dxp (T, B, 4H) for the input projection, dw_hh (4H, H), db_hh (4H,) and the
-    gradient for the initial (h0, c0).
+    Returns the gradient of the input projection (T, 4H, B), that of W_hh h + b_hh (the same
+    array for this cell) and the gradient for the initial (h0, c0).
     """
     h0, c0, acts, cs, tanh_cs, hs, w_hh = cache
-    T, B, H = hs.shape
-    da = np.empty_like(acts)                                  # (T, B, 4H)
+    T, H, B = hs.shape
+    da = np.empty_like(acts)                                  # (T, 4H, B)
     dh_rec, dc = (s.copy() for s in dstate)
-    dh = np.empty((B, H), hs.dtype)
-    tmp = np.empty((B, H), hs.dtype)
-    # Every factor is computed per step on (B, H) blocks that stay in cache; doing them for the
+    dh = np.empty((H, B), hs.dtype)
+    tmp = np.empty((H, B), hs.dtype)
+    w_hh_t = np.ascontiguousarray(w_hh.T)                     # (H, 4H)
+    # Every factor is computed per step on (H, B) blocks that stay in cache; doing them for the
     # whole chunk at once costs more in memory traffic than it saves in calls.
     for t in range(T - 1, -1, -1):
-        i, f, g, o = (acts[t, :, k * H:(k + 1) * H] for k in range(4))
-        da_i, da_f, da_g, da_o = (da[t, :, k * H:(k + 1) * H] for k in range(4))
+        a, d = acts[t], da[t]
+        i, f, g, o = (a[k * H:(k + 1) * H] for k in range(4))
+        da_i, da_f, da_g, da_o = (d[k * H:(k + 1) * H] for k in range(4))
         tanh_c = tanh_cs[t]
         c_prev = cs[t - 1] if t > 0 else c0
         np.add(dhs[t], dh_rec, out=dh)                        # from the output and from t + 1
@@ -136,8 +137,6 @@ def backward(dhs, dstate, cache):
         np.subtract(1, da_g, out=da_g)
         da_g *= i
         da_g *= dc
-        np.matmul(da[t], w_hh, out=dh_rec)
+        np.dot(w_hh_t, d, out=dh_rec)
         dc *= f
-    dw_hh = recurrent_weight_grad(da, hs, h0)
-    db_hh = da.sum(axis=(0, 1))
-    return da, dw_hh, db_hh, (dh_rec, dc)
+    return da, da, (dh_rec, dc)

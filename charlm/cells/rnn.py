@@ -1,12 +1,10 @@
 """Vanilla RNN over a whole chunk: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh).
 
-act is tanh (default) or relu, as torch.nn.RNN(nonlinearity=...). Time-major arrays:
-xs (T, B, H), hs (T, B, H), state (h,) with h (B, H).
+act is tanh (default) or relu, as torch.nn.RNN(nonlinearity=...). Feature-major arrays (see
+charlm.layers): xs (T, H, B), hs (T, H, B); state (h,), h (H, B).
 """
 
 import numpy as np
-
-from charlm.layers import recurrent_weight_grad
 
 
 def fold_input(xp, b_hh):
@@ -23,52 +21,48 @@ def activate(a, activation):
         np.maximum(a, 0, out=a)
 
 
-def forward(xs, state, w_hh, b_hh, activation="tanh"):
-    """xs: (T, B, H) folded input. Returns hs (T, B, H), the final state and the cache."""
+def forward(xs, state, w_hh, b_hh=None, activation="tanh"):
+    """xs: (T, H, B) folded input; state (h,), h (H, B).
+
+    Returns hs (T, H, B), the final state and the cache.
+    """
     (h0,) = state
-    w_hh_t = np.ascontiguousarray(w_hh.T)     # (H, H); contiguous is faster than a .T view
-    hs = np.empty_like(xs)                     # (T, B, H)
+    hs = np.empty(xs.shape, xs.dtype)          # C order even when xs is a strided view
     h = h0
     for t in range(xs.shape[0]):
         a = hs[t]
-        np.matmul(h, w_hh_t, out=a)            # only the recurrent matmul is per step
+        np.dot(w_hh, h, out=a)                 # only the recurrent matmul is per step
         a += xs[t]
         activate(a, activation)
         h = a
     return hs, (h.copy(),), (h0, hs, w_hh, activation)
 
 
-def infer(xs, state, w_hh, b_hh, activation="tanh"):
-    """forward for scoring text, feature-major like lstm.infer: xs (T, H, B) -> hs (T, H, B)."""
-    (h0,) = state
-    hs = np.empty(xs.shape, xs.dtype)          # C order even when xs is a strided view
-    h = np.ascontiguousarray(h0.T)
-    for t in range(xs.shape[0]):
-        a = hs[t]
-        np.dot(w_hh, h, out=a)
-        a += xs[t]
-        activate(a, activation)
-        h = a
-    return hs, (h.T.copy(),)
+def infer(xs, state, w_hh, b_hh=None, activation="tanh"):
+    """forward for scoring text: the cache is the outputs, so this is forward without it."""
+    hs, final, _ = forward(xs, state, w_hh, b_hh, activation)
+    return hs, final
 
 
 def backward(dhs, dstate, cache):
-    """dhs: (T, B, H) gradient of every output. Returns dxp, dw_hh, db_hh, dstate0."""
+    """dhs: (T, H, B) gradient of every output; dstate: (dh,) into the final state.
+
+    Returns the pre-activation gradient (T, H, B) twice (it is the gradient of both the input
+    projection and of W_hh h + b_hh) and the gradient for the initial state.
+    """
     h0, hs, w_hh, activation = cache
     (dh_rec,) = dstate
-    T, B, H = hs.shape
+    T, H, B = hs.shape
     if activation == "tanh":
-        dact = 1 - hs * hs                     # (T, B, H) tanh' from the outputs
+        dact = 1 - hs * hs                     # (T, H, B) tanh' from the outputs
     else:
         dact = (hs > 0).astype(hs.dtype)
-    da = np.empty_like(hs)                     # (T, B, H) pre-activation gradients
-    dh = np.empty((B, H), hs.dtype)
+    da = np.empty_like(hs)                     # (T, H, B) pre-activation gradients
+    dh = np.empty((H, B), hs.dtype)
     dh_rec = dh_rec.copy()
+    w_hh_t = np.ascontiguousarray(w_hh.T)
     for t in range(T - 1, -1, -1):
         np.add(dhs[t], dh_rec, out=dh)         # from the output at t and from step t + 1
         np.multiply(dh, dact[t], out=da[t])
-        np.matmul(da[t], w_hh, out=dh_rec)
-    dw_hh = recurrent_weight_grad(da, hs, h0)
-    db_hh = da.sum(axis=(0, 1))
-    return da, dw_hh, db_hh, (dh_rec,)
-
+        np.dot(w_hh_t, da[t], out=dh_rec)
+    return da, da, (dh_rec,)
