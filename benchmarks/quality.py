@@ -3,7 +3,7 @@
 For each time budget, on the same 90/10 tail split:
   * charlm: `charlm train CORPUS --time-budget B` with no other options (a subprocess, exactly
     what a user runs), validated every 30 s;
-  * PyTorch: an LSTM of the size charlm chose, with the same optimizer (Adam, same rate, the
+  * PyTorch: the cell and size charlm chose, with the same optimizer (Adam, same rate, the
     same warm-up + cosine schedule laid over the budget), batch, unroll and clipping, trained for
     the same wall-clock budget (skipped when torch is absent);
   * the 6-gram Kneser-Ney baseline (trained in about a second).
@@ -213,9 +213,10 @@ def write_markdown(rows, samples, corpus, have_torch):
         f"numpy {np.__version__}, corpus `{corpus.name}` (last 10% validation, full pass from "
         "the zero state, nats/char; lower is better).",
         "",
-        "charlm runs `charlm train CORPUS --time-budget B` with no other options. PyTorch trains "
-        "an LSTM of the size charlm chose with the same Adam, schedule, batch, unroll and "
-        "clipping for the same wall-clock time."
+        "charlm runs `charlm train CORPUS --time-budget B` with no other options (plus "
+        "`--eval-seconds 30` for the learning curves). PyTorch trains the cell and size charlm "
+        "chose (`torch.nn.GRU/LSTM` + `nn.Linear`) with the same Adam, schedule, batch, unroll "
+        "and clipping for the same wall-clock time."
         if have_torch else "PyTorch was not installed for this run.",
         "",
         "| budget | charlm defaults | model chosen | steps | PyTorch, same size "

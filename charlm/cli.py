@@ -200,7 +200,7 @@ def eval_perplexity(
     checkpoint: Path = typer.Argument(..., help="A .npz checkpoint."),
     files: list[Path] | None = typer.Argument(None, help="Text files to score."),
     corpus: list[Path] | None = typer.Option(None, help="Score a split of this training corpus instead."),
-    split: Split = typer.Option(Split.val, help="With --corpus: val, train or all."),
+    split: Split | None = typer.Option(None, help="With --corpus: val, train or all. [default: val]"),
     val_frac: float | None = typer.Option(None, "--val-frac", callback=_fraction, help="With --corpus: override the checkpoint's split."),
     streams: int = typer.Option(1, min=1, help="Score in S parallel pieces (1 = exact definition)."),
     compare: list[Path] | None = typer.Option(None, help="Another checkpoint to score on the same text (repeatable)."),
@@ -209,7 +209,7 @@ def eval_perplexity(
 ):
     """Mean nats/char, bits/char and perplexity of CHECKPOINT on text."""
     from charlm import commands
-    commands.run_eval(checkpoint, files or [], corpus or [], split.value, val_frac, streams,
+    commands.run_eval(checkpoint, files or [], corpus or [], split and split.value, val_frac, streams,
                       compare or [], unknown.value, as_json)
 
 

@@ -321,6 +321,11 @@ def run_eval(path, files, corpus_paths, split, val_frac, streams, compare, unkno
         raise UsageError("give text FILES or --corpus, not both")
     if not files and not corpus_paths:
         raise UsageError("nothing to score: give text FILES, or --corpus FILE --split val")
+    if files and (split is not None or val_frac is not None):
+        # a split of a text given as FILES would silently score the whole file
+        raise UsageError("--split and --val-frac apply to --corpus: to score part of the "
+                         "training text, give it as --corpus FILE --split val")
+    split = split or "val"
     models = [load_any(p) for p in [path, *compare]]
     results = []
     for lm in models:

@@ -676,6 +676,14 @@ def test_f9_eval_of_fewer_than_two_characters_exits_3(trained, tmp_path, capfd):
     assert_error(err, code, 3, str(empty), "empty")
 
 
+def test_split_of_a_text_given_as_a_file_is_refused(trained, small_corpus, capfd):
+    # without --corpus a split would silently score the whole file
+    for option in (("--split", "val"), ("--val-frac", "0.2")):
+        code, _, err = run(capfd, "eval", "perplexity", trained / "best.npz", small_corpus,
+                           *option)
+        assert_error(err, code, 2, option[0], "--corpus FILE --split val")
+
+
 def test_e16_eval_of_a_directory_exits_3(trained, tmp_path, capfd):
     code, _, err = run(capfd, "eval", "perplexity", trained / "best.npz", tmp_path)
     assert_error(err, code, 3, str(tmp_path), "is a directory")
