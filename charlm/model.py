@@ -18,6 +18,7 @@ from charlm.cells import CELLS, GATES
 from charlm.layers import feature_rows, gather_columns_grad, shifted_rows
 
 CELL_NAMES = tuple(CELLS)
+SMALL_BATCH = 2        # below this many streams, per-chunk GEMMs beat per-step calls (measured)
 
 
 @dataclass(frozen=True)
@@ -103,20 +104,31 @@ def _input_projection(cell, cfg, params, k, x, inp):
     """The folded input projection of layer k, (T, G*H, B).
 
     Layer 0 gathers columns of a (G*H, V) table (a one-hot input times W_ih is a column of
-    W_ih); a layer above is one matmul per step on its input inp (T, H, B). fold_input is
-    affine per gate, fold(W x + b) = scale * W x + fold(b), so it is folded into the weights.
+    W_ih); a layer above multiplies W_ih by its input inp (T, H, B). fold_input is affine per
+    gate, fold(W x + b) = scale * W x + fold(b), so it is folded into the weights. At a small
+    batch, whole-chunk operations and one transposing copy beat one call per step.
     """
     w_ih, b_ih, b_hh = (params[f"rnn.{n}_l{k}"] for n in ("weight_ih", "bias_ih", "bias_hh"))
+    T, B = x.shape
+    small = B < SMALL_BATCH
     if k == 0:
-        table = np.ascontiguousarray(cell.fold_input(w_ih.T + b_ih, b_hh).T)   # (G*H, V)
-        xs = np.empty((x.shape[0], table.shape[0], x.shape[1]), table.dtype)
+        table = cell.fold_input(w_ih.T + b_ih, b_hh)                # (V, G*H)
+        if small:
+            return np.ascontiguousarray(table[x].transpose(0, 2, 1))
+        table = np.ascontiguousarray(table.T)                       # (G*H, V)
+        xs = np.empty((T, table.shape[0], B), table.dtype)
         for t, ids in enumerate(x):            # per step: 4x faster than one gather + transpose
             np.take(table, ids, axis=1, out=xs[t], mode="clip")   # "raise" buffers out
         return xs
     G = w_ih.shape[0]
     scale = cell.fold_input(np.ones((1, G), w_ih.dtype), np.zeros_like(b_hh))[0]
     bias = cell.fold_input(b_ih[None].copy(), b_hh)[0]
-    xs = np.matmul(w_ih * scale[:, None], inp)                      # (T, G*H, B)
+    w_folded = w_ih * scale[:, None]
+    if small:                                                       # one GEMM, not T GEMVs
+        xs = (w_folded @ feature_rows(inp)).reshape(G, T, B).transpose(1, 0, 2)
+        xs = np.ascontiguousarray(xs)
+    else:
+        xs = np.matmul(w_folded, inp)                               # (T, G*H, B)
     xs += bias[:, None]
     return xs
 
@@ -161,9 +173,9 @@ def infer(params, cfg, x, state):
         w_hh, b_hh = params[f"rnn.weight_hh_l{k}"], params[f"rnn.bias_hh_l{k}"]
         inp, final = cell.infer(xs, layer_state, w_hh, b_hh, cfg.activation)   # (T, H, B)
         new_state.append(final)
-    logits = np.matmul(params["head.weight"], inp)                  # (T, V, B)
-    logits += params["head.bias"][:, None]
-    return logits.transpose(0, 2, 1).reshape(T * B, -1), _to_batch_major(new_state)
+    logits = feature_rows(inp).T @ params["head.weight"].T           # (N, V)
+    logits += params["head.bias"]
+    return logits, _to_batch_major(new_state)
 
 
 def backward(params, cfg, dlogits, cache, grads, dstate=None):
