@@ -104,22 +104,22 @@ def backward(dhs, dstate, cache):
     dh = np.empty((H, B), hs.dtype)
     tmp = np.empty((H, B), hs.dtype)
     w_hh_t = np.ascontiguousarray(w_hh.T)                     # (H, 3H)
-    # Factors are computed per step on (H, B) blocks that stay in cache (see lstm.backward).
+    zd = np.empty((H, B), hs.dtype)
+    # Factors are computed per step on (H, B) blocks that stay in cache (see lstm.backward);
+    # (1 - z) * dh is shared by a_n and a_z.
     for t in range(T - 1, -1, -1):
         r, z, n = rz[t, :H], rz[t, H:], ns[t]
         h_prev = hs[t - 1] if t > 0 else h0
         da_r, da_z, da_n = dgi[t, :H], dgi[t, H:2 * H], dgi[t, 2 * H:]
         np.add(dhs[t], dh_rec, out=dh)
+        np.subtract(1, z, out=zd)
+        zd *= dh
         np.multiply(n, n, out=da_n)                           # a_n: dh * (1 - z) * (1 - n^2)
         np.subtract(1, da_n, out=da_n)
-        np.subtract(1, z, out=tmp)
-        da_n *= tmp
-        da_n *= dh
-        np.subtract(1, z, out=da_z)                           # a_z: dh * (h_prev - n) z (1 - z)
+        da_n *= zd
+        np.subtract(h_prev, n, out=da_z)                      # a_z: dh * (1 - z) * z * (h_prev - n)
         da_z *= z
-        np.subtract(h_prev, n, out=tmp)
-        da_z *= tmp
-        da_z *= dh
+        da_z *= zd
         np.subtract(1, r, out=da_r)                           # a_r: da_n * gh_n * r (1 - r)
         da_r *= r
         da_r *= gh_n[t]
