@@ -129,7 +129,7 @@ def _input_projection(cell, cfg, params, k, x, inp):
         xs = np.ascontiguousarray(xs)
     else:
         xs = np.matmul(w_folded, inp)                               # (T, G*H, B)
-    xs += bias[:, None]
+    xs += np.repeat(bias[:, None], B, axis=1)     # (G*H, B): broadcast over T only, not per row
     return xs
 
 

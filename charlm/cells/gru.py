@@ -32,7 +32,7 @@ def forward(xs, state, w_hh, b_hh, activation=None):
     H = G // 3
     w_scaled = w_hh.copy()                                   # (3H, H)
     w_scaled[:2 * H] *= 0.5                                  # pre-scaled like xs
-    b_hn = b_hh[2 * H:, None]                                # (H, 1)
+    b_hn = np.repeat(b_hh[2 * H:, None], B, axis=1)         # (H, B): no per-row broadcast
     rz = np.empty((T, 2 * H, B), xs.dtype)                   # r and z values
     gh_n = np.empty((T, H, B), xs.dtype)                     # W_hn h + b_hn, needed for dr
     ns = np.empty((T, H, B), xs.dtype)
@@ -65,7 +65,7 @@ def infer(xs, state, w_hh, b_hh, activation=None):
     H = G // 3
     w_scaled = w_hh.copy()                                   # (3H, H)
     w_scaled[:2 * H] *= 0.5
-    b_hn = b_hh[2 * H:, None]                                # (H, 1)
+    b_hn = np.repeat(b_hh[2 * H:, None], B, axis=1)         # (H, B): no per-row broadcast
     gh = np.empty((G, B), xs.dtype)
     rz, gh_n = gh[:2 * H], gh[2 * H:]
     r, z = gh[:H], gh[H:2 * H]
