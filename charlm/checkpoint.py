@@ -320,6 +320,9 @@ def _open_regular_file(path: str, max_bytes: int):
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
         fd = os.open(path, flags)
+    except FileNotFoundError as exc:
+        raise _Invalid(f"cannot read: {exc.strerror or exc}; give a checkpoint that "
+                       "charlm train wrote, such as RUN_DIR/best.npz or RUN_DIR/last.npz") from None
     except OSError as exc:
         raise _Invalid(f"cannot read: {exc.strerror or exc}") from None
     try:
