@@ -25,12 +25,18 @@ def _random_state(cfg, B, rng):
             for s in model.initial_state(cfg, B, np.float64)]
 
 
+# The layout code takes different paths at one stream, a few, and from 4 up (model.SMALL_BATCH,
+# the LSTM's sigmoid blocks), so every check runs at each.
+BATCHES = [1, 3, 5]
+
+
 @pytest.mark.parametrize("cell,activation", CASES)
 @pytest.mark.parametrize("layers", [1, 2])
-def test_model_gradients_match_finite_differences(cell, activation, layers):
+@pytest.mark.parametrize("B", BATCHES)
+def test_model_gradients_match_finite_differences(cell, activation, layers, B):
     rng = np.random.default_rng(0)
     cfg, flat, params = _random_model(cell, activation, layers, rng)
-    T, B = 4, 3
+    T = 4
     x = rng.integers(0, cfg.vocab_size, (T, B))
     y = rng.integers(0, cfg.vocab_size, (T, B))
     state = _random_state(cfg, B, rng)                 # a chunk boundary: non-zero h0 (and c0)
@@ -132,11 +138,12 @@ def test_float32_stays_float32():
 
 
 @pytest.mark.parametrize("cell,activation", CASES)
-def test_inference_path_equals_the_training_forward(cell, activation):
+@pytest.mark.parametrize("B", BATCHES)
+def test_inference_path_equals_the_training_forward(cell, activation, B):
     rng = np.random.default_rng(5)
     cfg, flat, params = _random_model(cell, activation, 2, rng)
-    x = rng.integers(0, cfg.vocab_size, (6, 3))
-    state = _random_state(cfg, 3, rng)
+    x = rng.integers(0, cfg.vocab_size, (6, B))
+    state = _random_state(cfg, B, rng)
     logits, final, _ = model.forward(params, cfg, x, state)
     logits_infer, final_infer = model.infer(params, cfg, x, state)
     assert np.allclose(logits, logits_infer, rtol=1e-12, atol=1e-12)

@@ -42,12 +42,12 @@ def torch_state(cfg, state):
     return hs
 
 
-def _setup(cell, activation, dtype, layers=2, seed=0):
+def _setup(cell, activation, dtype, layers=2, seed=0, B=3):
     rng = np.random.default_rng(seed)
     cfg = ModelConfig(cell=cell, vocab_size=11, hidden=8, layers=layers, activation=activation)
     flat, params = model.init_params(cfg, rng, dtype=dtype)
     flat += (rng.standard_normal(flat.shape) * 0.1).astype(dtype)   # non-zero biases
-    T, B = 7, 3
+    T = 7
     x = rng.integers(0, cfg.vocab_size, (T, B))
     y = rng.integers(0, cfg.vocab_size, (T, B))
     state = [tuple((rng.standard_normal((B, cfg.hidden)) * 0.5).astype(dtype) for _ in s)
@@ -56,8 +56,9 @@ def _setup(cell, activation, dtype, layers=2, seed=0):
 
 
 @pytest.mark.parametrize("cell,activation", CASES)
-def test_forward_loss_and_gradients_match_torch_float64(cell, activation):
-    cfg, flat, params, x, y, state = _setup(cell, activation, np.float64)
+@pytest.mark.parametrize("B", [1, 3, 6])     # the layout paths differ by batch (see model.py)
+def test_forward_loss_and_gradients_match_torch_float64(cell, activation, B):
+    cfg, flat, params, x, y, state = _setup(cell, activation, np.float64, B=B)
     logits, final, cache = model.forward(params, cfg, x, state)
     nll, dlogits = loss.cross_entropy(logits.copy(), y.reshape(-1))
     _, grads = model.allocate(model.param_shapes(cfg), np.float64)
