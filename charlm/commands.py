@@ -382,6 +382,10 @@ def _texts_for(lm, files, corpus_paths, split, val_frac, unknown):
             skipped += n
         return texts, skipped
     corpus = data.read_corpus(corpus_paths)
+    trained_on = lm.config.get("data", {}).get("fingerprint")
+    if split != "all" and trained_on and trained_on != corpus.fingerprint:
+        err_console.print(f"note: {lm.path} was trained on a different text, so this --split "
+                          f"is not its held-out part", highlight=False)
     if val_frac is None:
         val_frac = lm.config.get("train", {}).get("val_frac", 0.1)
     train_ids, val_ids = data.split_train_val(corpus.ids, val_frac)

@@ -92,6 +92,17 @@ def test_eval_split_val_equals_the_training_validation_loss(trained, small_corpu
                                                              rel=1e-12)
 
 
+def test_a_split_of_another_text_comes_with_a_note(trained, small_corpus, tmp_path, capfd):
+    code, _, err = run(capfd, "eval", "perplexity", trained / "last.npz", "--corpus",
+                       small_corpus, "--split", "val")
+    assert code == 0 and "note:" not in err
+    other = tmp_path / "other.txt"
+    other.write_text(small_corpus.read_text(encoding="utf-8")[::-1], encoding="utf-8")
+    code, _, err = run(capfd, "eval", "perplexity", trained / "last.npz", "--corpus", other,
+                       "--split", "val")
+    assert code == 0 and "trained on a different text" in err
+
+
 def test_streams_give_nearly_the_same_score(trained, small_corpus, capfd):
     one = json.loads(run(capfd, "eval", "perplexity", trained / "last.npz", small_corpus,
                          "--json")[1])
