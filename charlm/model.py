@@ -91,16 +91,12 @@ def initial_state(cfg, batch, dtype=np.float32):
             for _ in range(cfg.layers)]
 
 
-def _to_feature_major(state):
-    """Per layer, (B, H) arrays -> contiguous (H, B) arrays (the cells' layout)."""
+def _transposed(state):
+    """Per layer, (B, H) arrays -> contiguous (H, B) arrays (the cells' layout), and back."""
     return [tuple(np.ascontiguousarray(s.T) for s in layer) for layer in state]
 
 
-def _to_batch_major(state):
-    return [tuple(np.ascontiguousarray(s.T) for s in layer) for layer in state]
-
-
-def _input_projection(cell, cfg, params, k, x, inp):
+def _input_projection(cell, params, k, x, inp):
     """The folded input projection of layer k, (T, G*H, B).
 
     Layer 0 gathers columns of a (G*H, V) table (a one-hot input times W_ih is a column of
@@ -120,10 +116,9 @@ def _input_projection(cell, cfg, params, k, x, inp):
         for t, ids in enumerate(x):            # per step: 4x faster than one gather + transpose
             np.take(table, ids, axis=1, out=xs[t], mode="clip")   # "raise" buffers out
         return xs
-    G = w_ih.shape[0]
-    scale = cell.fold_input(np.ones((1, G), w_ih.dtype), np.zeros_like(b_hh))[0]
-    bias = cell.fold_input(b_ih[None].copy(), b_hh)[0]
-    w_folded = w_ih * scale[:, None]
+    G, H = w_ih.shape                                               # (G*H, H) above layer 0
+    bias = cell.fold_input(b_ih.copy(), b_hh)
+    w_folded = w_ih * cell.gate_scale(H, w_ih.dtype)[:, None]
     if small:                                                       # one GEMM, not T GEMVs
         xs = (w_folded @ feature_rows(inp)).reshape(G, T, B).transpose(1, 0, 2)
         xs = np.ascontiguousarray(xs)
@@ -145,8 +140,8 @@ def forward(params, cfg, x, state, dropout_rng=None):
     drop = cfg.dropout if dropout_rng is not None else 0.0
     inp = None                                             # (T, H, B) input to layer k >= 1
     layer_caches, new_state = [], []
-    for k, layer_state in enumerate(_to_feature_major(state)):
-        xs = _input_projection(cell, cfg, params, k, x, inp)
+    for k, layer_state in enumerate(_transposed(state)):
+        xs = _input_projection(cell, params, k, x, inp)
         w_hh, b_hh = params[f"rnn.weight_hh_l{k}"], params[f"rnn.bias_hh_l{k}"]
         hs, final, cell_cache = cell.forward(xs, layer_state, w_hh, b_hh, cfg.activation)
         outputs, mask = hs, None                           # the recurrence sees hs undropped
@@ -160,7 +155,7 @@ def forward(params, cfg, x, state, dropout_rng=None):
     top = feature_rows(inp)                                # (H, N)
     logits = top.T @ params["head.weight"].T               # (N, V)
     logits += params["head.bias"]
-    return logits, _to_batch_major(new_state), (x, top, layer_caches)
+    return logits, _transposed(new_state), (x, top, layer_caches)
 
 
 def infer(params, cfg, x, state):
@@ -168,14 +163,14 @@ def infer(params, cfg, x, state):
     cell = CELLS[cfg.cell]
     T, B = x.shape
     inp, new_state = None, []
-    for k, layer_state in enumerate(_to_feature_major(state)):
-        xs = _input_projection(cell, cfg, params, k, x, inp)
+    for k, layer_state in enumerate(_transposed(state)):
+        xs = _input_projection(cell, params, k, x, inp)
         w_hh, b_hh = params[f"rnn.weight_hh_l{k}"], params[f"rnn.bias_hh_l{k}"]
         inp, final = cell.infer(xs, layer_state, w_hh, b_hh, cfg.activation)   # (T, H, B)
         new_state.append(final)
     logits = feature_rows(inp).T @ params["head.weight"].T           # (N, V)
     logits += params["head.bias"]
-    return logits, _to_batch_major(new_state)
+    return logits, _transposed(new_state)
 
 
 def backward(params, cfg, dlogits, cache, grads, dstate=None):
@@ -197,7 +192,7 @@ def backward(params, cfg, dlogits, cache, grads, dstate=None):
     if dstate is None:
         d_finals = [tuple(np.zeros((H, B), dhs.dtype) for _ in range(parts))] * cfg.layers
     else:
-        d_finals = _to_feature_major(dstate)
+        d_finals = _transposed(dstate)
     dstate0 = [None] * cfg.layers
     for k in range(cfg.layers - 1, -1, -1):
         inp, h0, outputs, cell_cache, mask = layer_caches[k]
@@ -215,4 +210,4 @@ def backward(params, cfg, dlogits, cache, grads, dstate=None):
             w_ih = params[f"rnn.weight_ih_l{k}"]
             np.matmul(d_input_rows, feature_rows(inp).T, out=grads[f"rnn.weight_ih_l{k}"])
             dhs = np.matmul(w_ih.T, d_input)                            # (T, H, B)
-    return _to_batch_major(dstate0)
+    return _transposed(dstate0)

@@ -6,7 +6,7 @@ Dimensions: V vocabulary, H hidden size, G gates. Batch size is 1, so every arra
 
 import numpy as np
 
-from charlm.cells import GATES
+from charlm.cells import CELLS, GATES
 
 
 class Stepper:
@@ -16,24 +16,21 @@ class Stepper:
         self.cfg = cfg
         G, H = GATES[cfg.cell], cfg.hidden
         dtype = params["head.weight"].dtype
-        self.scale = _gate_scale(cfg.cell, H, dtype)         # (G*H,) sigmoid pre-scale
+        cell = CELLS[cfg.cell]
+        # the same folding as the model: biases outside products joined, sigmoid rows halved
+        self.scale = cell.gate_scale(H, dtype)                # (G*H,)
         self.tables, self.w_ih, self.w_hh, self.b_hn = [], [], [], []
         for k in range(cfg.layers):
             w_ih, w_hh = params[f"rnn.weight_ih_l{k}"], params[f"rnn.weight_hh_l{k}"]
             b_ih, b_hh = params[f"rnn.bias_ih_l{k}"], params[f"rnn.bias_hh_l{k}"]
-            bias = b_ih + b_hh
             if cfg.cell == "gru":
-                bias[2 * H:] = b_ih[2 * H:]                  # b_hn stays inside the reset product
-                self.b_hn.append(b_hh[2 * H:].copy())
+                self.b_hn.append(b_hh[2 * H:].copy())        # b_hn stays inside the reset product
             if k == 0:
-                self.tables.append((w_ih.T + bias) * self.scale)          # (V, G*H)
+                self.tables.append(cell.fold_input(w_ih.T + b_ih, b_hh))     # (V, G*H)
             else:
                 self.w_ih.append(np.ascontiguousarray(w_ih.T * self.scale))  # (H, G*H)
-                self.tables.append(bias * self.scale)
-            w_hh_t = w_hh.T * self.scale
-            if cfg.cell == "gru":
-                w_hh_t[:, 2 * H:] = w_hh.T[:, 2 * H:]
-            self.w_hh.append(np.ascontiguousarray(w_hh_t))  # (H, G*H)
+                self.tables.append(cell.fold_input(b_ih.copy(), b_hh))
+            self.w_hh.append(np.ascontiguousarray(w_hh.T * self.scale))     # (H, G*H)
         self.head_w = np.ascontiguousarray(params["head.weight"].T)   # (H, V)
         self.head_b = params["head.bias"].copy()
         self.shift = (1 - self.scale) if cfg.cell != "rnn" else None
@@ -94,16 +91,6 @@ class Stepper:
         np.matmul(self.h[-1], self.head_w, out=self.logits)
         self.logits += self.head_b
         return self.logits
-
-
-def _gate_scale(cell, H, dtype):
-    scale = np.ones(GATES[cell] * H, dtype)
-    if cell == "lstm":
-        scale[:2 * H] = 0.5
-        scale[3 * H:] = 0.5
-    elif cell == "gru":
-        scale[:2 * H] = 0.5
-    return scale
 
 
 def draw(logits, rng, temperature=1.0, top_k=0, top_p=1.0):

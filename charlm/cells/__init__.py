@@ -3,6 +3,7 @@
 Dimensions: T time steps, B batch, H hidden size, G gates (RNN 1, LSTM 4, GRU 3).
 Arrays are feature-major, (T, features, B) (see charlm.layers); states are (H, B).
 
+    gate_scale(H, dtype) -> (G*H,)               the pre-scale fold_input applies to each gate row
     fold_input(xp, b_hh) -> xs                  turns the input projection W_ih x + b_ih (..., G*H)
                                                  into what forward wants, in place (b_hh folded in
                                                  where it sits outside a product, sigmoid gates

@@ -11,6 +11,13 @@ Feature-major arrays (see charlm.layers): xs (T, 3H, B), hs (T, H, B); state (h,
 import numpy as np
 
 
+def gate_scale(H, dtype):
+    """(3H,) the pre-scale of each gate row: 0.5 on the sigmoid gates r, z and 1 on n."""
+    scale = np.ones(3 * H, dtype)
+    scale[:2 * H] = 0.5
+    return scale
+
+
 def fold_input(xp, b_hh):
     """Adds b_hr and b_hz (outside the reset product), pre-scales r and z; in place.
 
@@ -18,7 +25,7 @@ def fold_input(xp, b_hh):
     """
     H = xp.shape[-1] // 3
     xp[..., :2 * H] += b_hh[:2 * H]
-    xp[..., :2 * H] *= 0.5
+    xp *= gate_scale(H, xp.dtype)
     return xp
 
 
@@ -30,8 +37,7 @@ def forward(xs, state, w_hh, b_hh, activation=None):
     (h0,) = state
     T, G, B = xs.shape
     H = G // 3
-    w_scaled = w_hh.copy()                                   # (3H, H)
-    w_scaled[:2 * H] *= 0.5                                  # pre-scaled like xs
+    w_scaled = w_hh * gate_scale(H, xs.dtype)[:, None]       # (3H, H), pre-scaled like xs
     b_hn = np.repeat(b_hh[2 * H:, None], B, axis=1)         # (H, B): no per-row broadcast
     rz = np.empty((T, 2 * H, B), xs.dtype)                   # r and z values
     gh_n = np.empty((T, H, B), xs.dtype)                     # W_hn h + b_hn, needed for dr
@@ -63,8 +69,7 @@ def infer(xs, state, w_hh, b_hh, activation=None):
     (h0,) = state
     T, G, B = xs.shape
     H = G // 3
-    w_scaled = w_hh.copy()                                   # (3H, H)
-    w_scaled[:2 * H] *= 0.5
+    w_scaled = w_hh * gate_scale(H, xs.dtype)[:, None]       # (3H, H), pre-scaled like xs
     b_hn = np.repeat(b_hh[2 * H:, None], B, axis=1)         # (H, B): no per-row broadcast
     gh = np.empty((G, B), xs.dtype)
     rz, gh_n = gh[:2 * H], gh[2 * H:]

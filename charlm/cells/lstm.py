@@ -12,8 +12,8 @@ Feature-major arrays (see charlm.layers): xs (T, 4H, B), hs (T, H, B); state (h,
 import numpy as np
 
 
-def _gate_scale(H, dtype):
-    """(4H,) 0.5 on the sigmoid gates i, f, o and 1 on g."""
+def gate_scale(H, dtype):
+    """(4H,) the pre-scale of each gate row: 0.5 on the sigmoid gates i, f, o and 1 on g."""
     scale = np.full(4 * H, 0.5, dtype)
     scale[2 * H:3 * H] = 1
     return scale
@@ -28,7 +28,7 @@ def _sigmoid_maker(H, B, dtype):
     at B = 16 to 64. At one column the two broadcast calls are faster than four.
     """
     if B < 4:
-        scale = _gate_scale(H, dtype)[:, None]
+        scale = gate_scale(H, dtype)[:, None]
         shift = 1 - scale
 
         def to_sigmoid(a):
@@ -48,7 +48,7 @@ def fold_input(xp, b_hh):
     xp: (..., 4H), gates on the last axis.
     """
     xp += b_hh
-    xp *= _gate_scale(xp.shape[-1] // 4, xp.dtype)
+    xp *= gate_scale(xp.shape[-1] // 4, xp.dtype)
     return xp
 
 
@@ -61,7 +61,7 @@ def forward(xs, state, w_hh, b_hh, activation=None):
     h0, c0 = state
     T, G, B = xs.shape
     H = G // 4
-    w_scaled = w_hh * _gate_scale(H, xs.dtype)[:, None]      # (4H, H), pre-scaled like xs
+    w_scaled = w_hh * gate_scale(H, xs.dtype)[:, None]      # (4H, H), pre-scaled like xs
     to_sigmoid = _sigmoid_maker(H, B, xs.dtype)
     acts = np.empty_like(xs)                                 # (T, 4H, B) gate values i, f, g, o
     cs = np.empty((T, H, B), xs.dtype)
@@ -91,7 +91,7 @@ def infer(xs, state, w_hh, b_hh, activation=None):
     h0, c0 = state
     T, G, B = xs.shape
     H = G // 4
-    w_scaled = w_hh * _gate_scale(H, xs.dtype)[:, None]      # (4H, H), pre-scaled like xs
+    w_scaled = w_hh * gate_scale(H, xs.dtype)[:, None]      # (4H, H), pre-scaled like xs
     a = np.empty((G, B), xs.dtype)
     i, f, g, o = (a[k * H:(k + 1) * H] for k in range(4))
     to_sigmoid = _sigmoid_maker(H, B, xs.dtype)

@@ -7,6 +7,11 @@ charlm.layers): xs (T, H, B), hs (T, H, B); state (h,), h (H, B).
 import numpy as np
 
 
+def gate_scale(H, dtype):
+    """(H,) no pre-scale: the RNN has no sigmoid gate."""
+    return np.ones(H, dtype)
+
+
 def fold_input(xp, b_hh):
     """Both biases are outside the nonlinearity, so b_hh joins the projection (in place)."""
     xp += b_hh
