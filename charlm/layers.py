@@ -11,36 +11,45 @@ import numpy as np
 ONE_HOT_MAX_COLS = 256          # a one-hot matrix of N x 256 float32 is 8 MB at N = 8192
 
 
-def feature_rows(chunk):
-    """(T, F, B) -> (F, T * B), contiguous; column t * B + b is position (t, b)."""
+def feature_rows(chunk, out=None):
+    """(T, F, B) -> (F, T * B), contiguous; column t * B + b is position (t, b).
+
+    out: an (F, T * B) array to write into (else a new one).
+    """
     T, F, B = chunk.shape
-    return np.ascontiguousarray(chunk.transpose(1, 0, 2)).reshape(F, T * B)
+    rows = np.empty((F, T * B), chunk.dtype) if out is None else out
+    np.copyto(rows.reshape(F, T, B), chunk.transpose(1, 0, 2))
+    return rows
 
 
-def shifted_rows(h0, hs):
+def shifted_rows(h0, hs, out=None):
     """Rows of the previous outputs [h0, hs_0 .. hs_{T-2}]: (H, T * B).
 
-    h0: (H, B) state before the chunk; hs: (T, H, B) outputs. The recurrent weight gradient is
-    sum_t da_t h_{t-1}^T, a single matmul against these rows.
+    h0: (H, B) state before the chunk; hs: (T, H, B) outputs; out: an (H, T * B) array to write
+    into (else a new one). The recurrent weight gradient is sum_t da_t h_{t-1}^T, a single
+    matmul against these rows.
     """
     T, H, B = hs.shape
-    rows = np.empty((H, T, B), hs.dtype)
+    rows = (np.empty((H, T * B), hs.dtype) if out is None else out).reshape(H, T, B)
     rows[:, 0] = h0
     rows[:, 1:] = hs[:-1].transpose(1, 0, 2)
     return rows.reshape(H, T * B)
 
 
-def gather_columns_grad(ids, d_cols, num_cols):
+def gather_columns_grad(ids, d_cols, num_cols, one_hot=None):
     """Gradient of table[:, ids] with respect to table: columns of d_cols summed by id.
 
     ids: (N,) ints; d_cols: (K, N). Returns (K, num_cols). A small vocabulary multiplies by a
     one-hot (N, num_cols) matrix: one GEMM, ten times faster than sorting columns. A large one
     sorts the columns by id once and sums each id's run, never building the one-hot matrix
-    and never using np.add.at.
+    and never using np.add.at. one_hot: an (N, num_cols) array to build it in (else a new one).
     """
     n = len(ids)
     if num_cols <= ONE_HOT_MAX_COLS:
-        one_hot = np.zeros((n, num_cols), d_cols.dtype)
+        if one_hot is None:
+            one_hot = np.zeros((n, num_cols), d_cols.dtype)
+        else:
+            one_hot.fill(0)
         one_hot[np.arange(n), ids] = 1
         return d_cols @ one_hot
     order = np.argsort(ids, kind="stable")

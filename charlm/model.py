@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from charlm.cells import CELLS, GATES
-from charlm.layers import feature_rows, gather_columns_grad, shifted_rows
+from charlm.layers import ONE_HOT_MAX_COLS, feature_rows, gather_columns_grad, shifted_rows
+from charlm.workspace import FRESH
 
 CELL_NAMES = tuple(CELLS)
 SMALL_BATCH = 2        # below this many streams, per-chunk GEMMs beat per-step calls (measured)
@@ -96,13 +97,14 @@ def _transposed(state):
     return [tuple(np.ascontiguousarray(s.T) for s in layer) for layer in state]
 
 
-def _input_projection(cell, params, k, x, inp):
+def _input_projection(cell, params, k, x, inp, ws=FRESH):
     """The folded input projection of layer k, (T, G*H, B).
 
     Layer 0 gathers columns of a (G*H, V) table (a one-hot input times W_ih is a column of
     W_ih); a layer above multiplies W_ih by its input inp (T, H, B). fold_input is affine per
     gate, fold(W x + b) = scale * W x + fold(b), so it is folded into the weights. At a small
-    batch, whole-chunk operations and one transposing copy beat one call per step.
+    batch, whole-chunk operations and one transposing copy beat one call per step. ws: where
+    the (T, G*H, B) result comes from.
     """
     w_ih, b_ih, b_hh = (params[f"rnn.{n}_l{k}"] for n in ("weight_ih", "bias_ih", "bias_hh"))
     T, B = x.shape
@@ -112,28 +114,30 @@ def _input_projection(cell, params, k, x, inp):
         if small:
             return np.ascontiguousarray(table[x].transpose(0, 2, 1))
         table = np.ascontiguousarray(table.T)                       # (G*H, V)
-        xs = np.empty((T, table.shape[0], B), table.dtype)
+        xs = ws.empty("xs", (T, table.shape[0], B), table.dtype)
         for t, ids in enumerate(x):            # per step: 4x faster than one gather + transpose
             np.take(table, ids, axis=1, out=xs[t], mode="clip")   # "raise" buffers out
         return xs
     G, H = w_ih.shape                                               # (G*H, H) above layer 0
     bias = cell.fold_input(b_ih.copy(), b_hh)
-    w_folded = w_ih * cell.gate_scale(H, w_ih.dtype)[:, None]
+    w_folded = np.multiply(w_ih, cell.gate_scale(H, w_ih.dtype)[:, None],
+                           out=ws.empty("w_folded", w_ih.shape, w_ih.dtype))
     if small:                                                       # one GEMM, not T GEMVs
         xs = (w_folded @ feature_rows(inp)).reshape(G, T, B).transpose(1, 0, 2)
         xs = np.ascontiguousarray(xs)
     else:
-        xs = np.matmul(w_folded, inp)                               # (T, G*H, B)
+        xs = np.matmul(w_folded, inp, out=ws.empty("xs", (T, G, B), inp.dtype))  # (T, G*H, B)
     xs += np.repeat(bias[:, None], B, axis=1)     # (G*H, B): broadcast over T only, not per row
     return xs
 
 
-def forward(params, cfg, x, state, dropout_rng=None):
+def forward(params, cfg, x, state, dropout_rng=None, ws=FRESH):
     """x: (T, B) ids, time-major. Returns logits (T*B, V), the final state and the cache.
 
     Inside, every per-step array is feature-major, (T, features, B) (see charlm.layers). With
     a dropout_rng and cfg.dropout > 0, each layer's output is dropped (inverted dropout)
-    before it feeds the next layer or the head.
+    before it feeds the next layer or the head. ws (a charlm.workspace.Workspace) lends the
+    large arrays; logits and the cache then live in it until the next step's forward.
     """
     cell = CELLS[cfg.cell]
     T, B = x.shape
@@ -141,21 +145,32 @@ def forward(params, cfg, x, state, dropout_rng=None):
     inp = None                                             # (T, H, B) input to layer k >= 1
     layer_caches, new_state = [], []
     for k, layer_state in enumerate(_transposed(state)):
-        xs = _input_projection(cell, params, k, x, inp)
+        layer_ws = ws.scope(k)
+        xs = _input_projection(cell, params, k, x, inp, layer_ws)
         w_hh, b_hh = params[f"rnn.weight_hh_l{k}"], params[f"rnn.bias_hh_l{k}"]
-        hs, final, cell_cache = cell.forward(xs, layer_state, w_hh, b_hh, cfg.activation)
+        hs, final, cell_cache = cell.forward(xs, layer_state, w_hh, b_hh, cfg.activation,
+                                             layer_ws)
         outputs, mask = hs, None                           # the recurrence sees hs undropped
         if drop > 0:
-            keep = dropout_rng.random(hs.shape, dtype=np.float32) >= drop
-            mask = keep.astype(hs.dtype) * hs.dtype.type(1.0 / (1.0 - drop))
-            hs = hs * mask
+            mask = _dropout_mask(dropout_rng, drop, hs, layer_ws)
+            hs = np.multiply(hs, mask, out=layer_ws.empty("dropped", hs.shape, hs.dtype))
         layer_caches.append((inp, layer_state[0], outputs, cell_cache, mask))
         new_state.append(final)
         inp = hs
-    top = feature_rows(inp)                                # (H, N)
-    logits = top.T @ params["head.weight"].T               # (N, V)
+    H, V = cfg.hidden, cfg.vocab_size
+    top = feature_rows(inp, ws.empty("top", (H, T * B), inp.dtype))    # (H, N)
+    logits = np.matmul(top.T, params["head.weight"].T,
+                       out=ws.empty("logits", (T * B, V), inp.dtype))   # (N, V)
     logits += params["head.bias"]
     return logits, _transposed(new_state), (x, top, layer_caches)
+
+
+def _dropout_mask(rng, drop, hs, ws):
+    """Inverted dropout: 0 with probability drop, else 1 / (1 - drop); shaped like hs."""
+    draws = rng.random(hs.shape, dtype=np.float32, out=ws.empty("draws", hs.shape, np.float32))
+    mask = np.greater_equal(draws, drop, out=ws.empty("mask", hs.shape, hs.dtype))
+    mask *= hs.dtype.type(1.0 / (1.0 - drop))
+    return mask
 
 
 def infer(params, cfg, x, state):
@@ -173,12 +188,12 @@ def infer(params, cfg, x, state):
     return logits, _transposed(new_state)
 
 
-def backward(params, cfg, dlogits, cache, grads, dstate=None):
+def backward(params, cfg, dlogits, cache, grads, dstate=None, ws=FRESH):
     """Writes d loss / d param into grads (views keyed like params).
 
     dlogits: (N, V). dstate is the gradient flowing into the final state (zero in truncated
     BPTT, where gradients stop at the chunk boundary). Returns the gradient for the initial
-    state, per layer, in the same structure as the state.
+    state, per layer, in the same structure as the state. ws: as in forward (the same one).
     """
     cell = CELLS[cfg.cell]
     x, top, layer_caches = cache
@@ -187,7 +202,8 @@ def backward(params, cfg, dlogits, cache, grads, dstate=None):
     np.matmul(dlogits.T, top.T, out=grads["head.weight"])
     np.sum(dlogits, axis=0, out=grads["head.bias"])
     # (T, H, B) gradient of the top layer's outputs
-    dhs = np.matmul(params["head.weight"].T, dlogits.reshape(T, B, V).transpose(0, 2, 1))
+    dhs = np.matmul(params["head.weight"].T, dlogits.reshape(T, B, V).transpose(0, 2, 1),
+                    out=ws.scope(cfg.layers - 1).empty("dhs", (T, H, B), dlogits.dtype))
     parts = 2 if cfg.cell == "lstm" else 1
     if dstate is None:
         d_finals = [tuple(np.zeros((H, B), dhs.dtype) for _ in range(parts))] * cfg.layers
@@ -196,18 +212,28 @@ def backward(params, cfg, dlogits, cache, grads, dstate=None):
     dstate0 = [None] * cfg.layers
     for k in range(cfg.layers - 1, -1, -1):
         inp, h0, outputs, cell_cache, mask = layer_caches[k]
+        layer_ws = ws.scope(k)
         if mask is not None:
             dhs *= mask
-        d_input, d_hidden, dstate0[k] = cell.backward(dhs, d_finals[k], cell_cache)
-        d_hidden_rows = feature_rows(d_hidden)                          # (G*H, N)
-        np.matmul(d_hidden_rows, shifted_rows(h0, outputs).T, out=grads[f"rnn.weight_hh_l{k}"])
+        d_input, d_hidden, dstate0[k] = cell.backward(dhs, d_finals[k], cell_cache, layer_ws)
+        GH, N, dt = d_hidden.shape[1], T * B, dhs.dtype
+        d_hidden_rows = feature_rows(d_hidden, layer_ws.empty("d_hidden_rows", (GH, N), dt))
+        previous = shifted_rows(h0, outputs, layer_ws.empty("previous", (H, N), dt))
+        np.matmul(d_hidden_rows, previous.T, out=grads[f"rnn.weight_hh_l{k}"])
         np.sum(d_hidden_rows, axis=1, out=grads[f"rnn.bias_hh_l{k}"])
-        d_input_rows = d_hidden_rows if d_input is d_hidden else feature_rows(d_input)
+        if d_input is d_hidden:
+            d_input_rows = d_hidden_rows
+        else:
+            d_input_rows = feature_rows(d_input, layer_ws.empty("d_input_rows", (GH, N), dt))
         np.sum(d_input_rows, axis=1, out=grads[f"rnn.bias_ih_l{k}"])
         if k == 0:
-            grads["rnn.weight_ih_l0"][...] = gather_columns_grad(x.reshape(-1), d_input_rows, V)
+            one_hot = ws.empty("one_hot", (N, V), dt) if V <= ONE_HOT_MAX_COLS else None
+            grads["rnn.weight_ih_l0"][...] = gather_columns_grad(
+                x.reshape(-1), d_input_rows, V, one_hot)
         else:
             w_ih = params[f"rnn.weight_ih_l{k}"]
-            np.matmul(d_input_rows, feature_rows(inp).T, out=grads[f"rnn.weight_ih_l{k}"])
-            dhs = np.matmul(w_ih.T, d_input)                            # (T, H, B)
+            inp_rows = feature_rows(inp, layer_ws.empty("inp_rows", (H, N), dt))
+            np.matmul(d_input_rows, inp_rows.T, out=grads[f"rnn.weight_ih_l{k}"])
+            dhs = np.matmul(w_ih.T, d_input,
+                            out=ws.scope(k - 1).empty("dhs", (T, H, B), dt))  # (T, H, B)
     return _transposed(dstate0)

@@ -21,6 +21,7 @@ import numpy as np
 from charlm import bundle, evaluate, loss, model, optim
 from charlm.checkpoint import NonFiniteStateError, remove_stale_temps
 from charlm.errors import CorpusError, DivergedError, OutputError, UsageError
+from charlm.workspace import Workspace
 
 
 @dataclass
@@ -139,6 +140,7 @@ class Trainer:
         self.rng = np.random.default_rng(tcfg.seed)
         self.flat, self.params = model.init_params(self.mcfg, self.rng)
         self.grad_flat, self.grads = model.allocate(model.param_shapes(self.mcfg))
+        self.workspace = Workspace()                      # a step's large arrays, reused
         self.opt = optim.make_optimizer(tcfg.optimizer, self.flat, self.params,
                                         tcfg.weight_decay, model.matrix_size(self.mcfg))
         self.state = model.initial_state(self.mcfg, B)
@@ -279,10 +281,11 @@ class Trainer:
         idx = self.base + p["window"] * t.seq_len
         x, y = self.train_ids[idx], self.train_ids[idx + 1]          # (T, B) each
         dropout_rng = self.rng if t.dropout > 0 else None
-        logits, new_state, cache = model.forward(self.params, self.mcfg, x, self.state, dropout_rng)
+        logits, new_state, cache = model.forward(self.params, self.mcfg, x, self.state,
+                                                 dropout_rng, self.workspace)
         nll_sum, dlogits = loss.cross_entropy(logits, y.reshape(-1))
         step_loss = nll_sum / y.size
-        model.backward(self.params, self.mcfg, dlogits, cache, self.grads)
+        model.backward(self.params, self.mcfg, dlogits, cache, self.grads, ws=self.workspace)
         norm = optim.global_norm(self.grad_flat)
         # Checked before clipping: an inf norm times a clip factor would become NaN weights.
         if math.isfinite(step_loss) and math.isfinite(norm):

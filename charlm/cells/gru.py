@@ -10,6 +10,8 @@ Feature-major arrays (see charlm.layers): xs (T, 3H, B), hs (T, H, B); state (h,
 
 import numpy as np
 
+from charlm.workspace import FRESH
+
 
 def gate_scale(H, dtype):
     """(3H,) the pre-scale of each gate row: 0.5 on the sigmoid gates r, z and 1 on n."""
@@ -29,21 +31,28 @@ def fold_input(xp, b_hh):
     return xp
 
 
-def forward(xs, state, w_hh, b_hh, activation=None):
-    """xs: (T, 3H, B) folded input; state (h,), h (H, B).
+def _scaled(w_hh, H, ws):
+    """W_hh with its sigmoid rows pre-scaled like the folded input, (3H, H)."""
+    return np.multiply(w_hh, gate_scale(H, w_hh.dtype)[:, None],
+                       out=ws.empty("w_scaled", w_hh.shape, w_hh.dtype))
+
+
+def forward(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
+    """xs: (T, 3H, B) folded input; state (h,), h (H, B); ws: where arrays come from.
 
     Returns hs (T, H, B), the final state and the cache.
     """
     (h0,) = state
     T, G, B = xs.shape
     H = G // 3
-    w_scaled = w_hh * gate_scale(H, xs.dtype)[:, None]       # (3H, H), pre-scaled like xs
+    dt = xs.dtype
+    w_scaled = _scaled(w_hh, H, ws)
     b_hn = np.repeat(b_hh[2 * H:, None], B, axis=1)         # (H, B): no per-row broadcast
-    rz = np.empty((T, 2 * H, B), xs.dtype)                   # r and z values
-    gh_n = np.empty((T, H, B), xs.dtype)                     # W_hn h + b_hn, needed for dr
-    ns = np.empty((T, H, B), xs.dtype)
-    hs = np.empty((T, H, B), xs.dtype)
-    gh = np.empty((G, B), xs.dtype)
+    rz = ws.empty("rz", (T, 2 * H, B), dt)                   # r and z values
+    gh_n = ws.empty("gh_n", (T, H, B), dt)                   # W_hn h + b_hn, needed for dr
+    ns = ws.empty("ns", (T, H, B), dt)
+    hs = ws.empty("hs", (T, H, B), dt)
+    gh = ws.empty("gh", (G, B), dt)
     h = h0
     for t in range(T):
         np.dot(w_scaled, h, out=gh)
@@ -69,7 +78,7 @@ def infer(xs, state, w_hh, b_hh, activation=None):
     (h0,) = state
     T, G, B = xs.shape
     H = G // 3
-    w_scaled = w_hh * gate_scale(H, xs.dtype)[:, None]       # (3H, H), pre-scaled like xs
+    w_scaled = _scaled(w_hh, H, FRESH)
     b_hn = np.repeat(b_hh[2 * H:, None], B, axis=1)         # (H, B): no per-row broadcast
     gh = np.empty((G, B), xs.dtype)
     rz, gh_n = gh[:2 * H], gh[2 * H:]
@@ -95,7 +104,7 @@ def infer(xs, state, w_hh, b_hh, activation=None):
     return hs, (h.copy(),)
 
 
-def backward(dhs, dstate, cache):
+def backward(dhs, dstate, cache, ws=FRESH):
     """dhs: (T, H, B); dstate: gradient into the final (h,), (H, B).
 
     Returns the gradient of the input projection W_ih x + b_ih (T, 3H, B), that of
@@ -103,13 +112,13 @@ def backward(dhs, dstate, cache):
     """
     h0, rz, ns, gh_n, hs, w_hh = cache
     T, H, B = hs.shape
-    dgi = np.empty((T, 3 * H, B), hs.dtype)                   # gradient of W_ih x + b_ih
-    dgh = np.empty((T, 3 * H, B), hs.dtype)                   # gradient of W_hh h + b_hh
+    dt = hs.dtype
+    dgi = ws.empty("dgi", (T, 3 * H, B), dt)                  # gradient of W_ih x + b_ih
+    dgh = ws.empty("dgh", (T, 3 * H, B), dt)                  # gradient of W_hh h + b_hh
     (dh_rec,) = (s.copy() for s in dstate)
-    dh = np.empty((H, B), hs.dtype)
-    tmp = np.empty((H, B), hs.dtype)
-    w_hh_t = np.ascontiguousarray(w_hh.T)                     # (H, 3H)
-    zd = np.empty((H, B), hs.dtype)
+    dh, tmp, zd = (ws.empty(name, (H, B), dt) for name in ("dh", "tmp", "zd"))
+    w_hh_t = ws.empty("w_hh_t", w_hh.T.shape, dt)            # (H, 3H), contiguous
+    np.copyto(w_hh_t, w_hh.T)
     # Factors are computed per step on (H, B) blocks that stay in cache (see lstm.backward);
     # (1 - z) * dh is shared by a_n and a_z.
     for t in range(T - 1, -1, -1):

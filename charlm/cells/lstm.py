@@ -11,6 +11,8 @@ Feature-major arrays (see charlm.layers): xs (T, 4H, B), hs (T, H, B); state (h,
 
 import numpy as np
 
+from charlm.workspace import FRESH
+
 
 def gate_scale(H, dtype):
     """(4H,) the pre-scale of each gate row: 0.5 on the sigmoid gates i, f, o and 1 on g."""
@@ -52,8 +54,14 @@ def fold_input(xp, b_hh):
     return xp
 
 
-def forward(xs, state, w_hh, b_hh, activation=None):
-    """xs: (T, 4H, B) folded input; state (h, c), each (H, B).
+def _scaled(w_hh, H, ws):
+    """W_hh with its sigmoid rows pre-scaled like the folded input, (4H, H)."""
+    return np.multiply(w_hh, gate_scale(H, w_hh.dtype)[:, None],
+                       out=ws.empty("w_scaled", w_hh.shape, w_hh.dtype))
+
+
+def forward(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
+    """xs: (T, 4H, B) folded input; state (h, c), each (H, B); ws: where arrays come from.
 
     Returns hs (T, H, B), the final (h, c) and the cache. Gates (4H, B) = W_hh @ h: BLAS is up
     to twice as fast in this orientation at small B, and every gate block is contiguous.
@@ -61,13 +69,14 @@ def forward(xs, state, w_hh, b_hh, activation=None):
     h0, c0 = state
     T, G, B = xs.shape
     H = G // 4
-    w_scaled = w_hh * gate_scale(H, xs.dtype)[:, None]      # (4H, H), pre-scaled like xs
-    to_sigmoid = _sigmoid_maker(H, B, xs.dtype)
-    acts = np.empty_like(xs)                                 # (T, 4H, B) gate values i, f, g, o
-    cs = np.empty((T, H, B), xs.dtype)
-    tanh_cs = np.empty((T, H, B), xs.dtype)
-    hs = np.empty((T, H, B), xs.dtype)
-    ig = np.empty((H, B), xs.dtype)
+    dt = xs.dtype
+    w_scaled = _scaled(w_hh, H, ws)
+    to_sigmoid = _sigmoid_maker(H, B, dt)
+    acts = ws.empty("acts", xs.shape, dt)                    # (T, 4H, B) gate values i, f, g, o
+    cs = ws.empty("cs", (T, H, B), dt)
+    tanh_cs = ws.empty("tanh_cs", (T, H, B), dt)
+    hs = ws.empty("hs", (T, H, B), dt)
+    ig = ws.empty("ig", (H, B), dt)
     h, c = h0, c0
     for t in range(T):
         a = acts[t]
@@ -91,7 +100,7 @@ def infer(xs, state, w_hh, b_hh, activation=None):
     h0, c0 = state
     T, G, B = xs.shape
     H = G // 4
-    w_scaled = w_hh * gate_scale(H, xs.dtype)[:, None]      # (4H, H), pre-scaled like xs
+    w_scaled = _scaled(w_hh, H, FRESH)
     a = np.empty((G, B), xs.dtype)
     i, f, g, o = (a[k * H:(k + 1) * H] for k in range(4))
     to_sigmoid = _sigmoid_maker(H, B, xs.dtype)
@@ -113,7 +122,7 @@ def infer(xs, state, w_hh, b_hh, activation=None):
     return hs, (h.copy(), c)
 
 
-def backward(dhs, dstate, cache):
+def backward(dhs, dstate, cache, ws=FRESH):
     """dhs: (T, H, B); dstate: gradient into the final (h, c), each (H, B).
 
     Returns the gradient of the input projection (T, 4H, B), that of W_hh h + b_hh (the same
@@ -121,12 +130,12 @@ def backward(dhs, dstate, cache):
     """
     h0, c0, acts, cs, tanh_cs, hs, w_hh = cache
     T, H, B = hs.shape
-    da = np.empty_like(acts)                                  # (T, 4H, B)
+    dt = hs.dtype
+    da = ws.empty("da", acts.shape, dt)                       # (T, 4H, B)
     dh_rec, dc = (s.copy() for s in dstate)
-    dh = np.empty((H, B), hs.dtype)
-    tmp = np.empty((H, B), hs.dtype)
-    w_hh_t = np.ascontiguousarray(w_hh.T)                     # (H, 4H)
-    od = np.empty((H, B), hs.dtype)
+    dh, tmp, od = (ws.empty(name, (H, B), dt) for name in ("dh", "tmp", "od"))
+    w_hh_t = ws.empty("w_hh_t", w_hh.T.shape, dt)            # (H, 4H), contiguous
+    np.copyto(w_hh_t, w_hh.T)
     # Every factor is computed per step on (H, B) blocks that stay in cache; doing them for the
     # whole chunk at once costs more in memory traffic than it saves in calls. Products shared
     # between gates (o * dh, i * dc, f * dc) are formed once: 21 calls per step, not 24.

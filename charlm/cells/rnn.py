@@ -6,6 +6,8 @@ charlm.layers): xs (T, H, B), hs (T, H, B); state (h,), h (H, B).
 
 import numpy as np
 
+from charlm.workspace import FRESH
+
 
 def gate_scale(H, dtype):
     """(H,) no pre-scale: the RNN has no sigmoid gate."""
@@ -26,13 +28,13 @@ def activate(a, activation):
         np.maximum(a, 0, out=a)
 
 
-def forward(xs, state, w_hh, b_hh=None, activation="tanh"):
-    """xs: (T, H, B) folded input; state (h,), h (H, B).
+def forward(xs, state, w_hh, b_hh=None, activation="tanh", ws=FRESH):
+    """xs: (T, H, B) folded input; state (h,), h (H, B); ws: where arrays come from.
 
     Returns hs (T, H, B), the final state and the cache.
     """
     (h0,) = state
-    hs = np.empty(xs.shape, xs.dtype)          # C order even when xs is a strided view
+    hs = ws.empty("hs", xs.shape, xs.dtype)    # C order even when xs is a strided view
     h = h0
     for t in range(xs.shape[0]):
         a = hs[t]
@@ -49,7 +51,7 @@ def infer(xs, state, w_hh, b_hh=None, activation="tanh"):
     return hs, final
 
 
-def backward(dhs, dstate, cache):
+def backward(dhs, dstate, cache, ws=FRESH):
     """dhs: (T, H, B) gradient of every output; dstate: (dh,) into the final state.
 
     Returns the pre-activation gradient (T, H, B) twice (it is the gradient of both the input
@@ -58,14 +60,18 @@ def backward(dhs, dstate, cache):
     h0, hs, w_hh, activation = cache
     (dh_rec,) = dstate
     T, H, B = hs.shape
+    dt = hs.dtype
+    dact = ws.empty("dact", hs.shape, dt)      # (T, H, B) the activation's derivative
     if activation == "tanh":
-        dact = 1 - hs * hs                     # (T, H, B) tanh' from the outputs
+        np.multiply(hs, hs, out=dact)          # tanh' from the outputs
+        np.subtract(1, dact, out=dact)
     else:
-        dact = (hs > 0).astype(hs.dtype)
-    da = np.empty_like(hs)                     # (T, H, B) pre-activation gradients
-    dh = np.empty((H, B), hs.dtype)
+        np.greater(hs, 0, out=dact)
+    da = ws.empty("da", hs.shape, dt)          # (T, H, B) pre-activation gradients
+    dh = ws.empty("dh", (H, B), dt)
     dh_rec = dh_rec.copy()
-    w_hh_t = np.ascontiguousarray(w_hh.T)
+    w_hh_t = ws.empty("w_hh_t", w_hh.T.shape, dt)
+    np.copyto(w_hh_t, w_hh.T)
     for t in range(T - 1, -1, -1):
         np.add(dhs[t], dh_rec, out=dh)         # from the output at t and from step t + 1
         np.multiply(dh, dact[t], out=da[t])

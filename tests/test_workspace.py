@@ -1,0 +1,48 @@
+"""Reused scratch arrays (charlm.workspace) change nothing but speed."""
+
+import numpy as np
+import pytest
+
+from charlm import loss, model
+from charlm.workspace import FRESH, Workspace
+
+
+def test_the_same_name_and_shape_get_the_same_array():
+    ws = Workspace()
+    a = ws.empty("a", (3, 4), np.float32)
+    assert ws.empty("a", (3, 4), np.float32) is a
+    assert ws.scope(0).empty("a", (3, 4), np.float32) is not a     # scopes do not collide
+    assert ws.empty("a", (4, 3), np.float32) is not a              # a new shape, a new array
+    assert ws.empty("a", (4, 3), np.float64).dtype == np.float64
+    assert FRESH.empty("a", (2,), np.float32) is not FRESH.empty("a", (2,), np.float32)
+
+
+def _step(params, cfg, x, y, state, ws, seed):
+    """One training step's logits, gradients and next state."""
+    logits, final, cache = model.forward(params, cfg, x, state, np.random.default_rng(seed), ws)
+    nll, dlogits = loss.cross_entropy(logits, y.reshape(-1))
+    _, grads = model.allocate(model.param_shapes(cfg))
+    model.backward(params, cfg, dlogits, cache, grads, ws=ws)
+    return nll, {k: v.copy() for k, v in grads.items()}, final
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("batch", [1, 5])
+def test_steps_with_a_workspace_equal_steps_without(cell, batch):
+    cfg = model.ModelConfig(cell=cell, vocab_size=11, hidden=8, layers=2, dropout=0.3)
+    _, params = model.init_params(cfg, np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    ws = Workspace()
+    fresh_state = reused_state = model.initial_state(cfg, batch)
+    for step in range(3):              # later steps write over the arrays of earlier ones
+        x = rng.integers(0, cfg.vocab_size, (6, batch))
+        y = rng.integers(0, cfg.vocab_size, (6, batch))
+        nll_a, grads_a, fresh_state = _step(params, cfg, x, y, fresh_state, FRESH, step)
+        nll_b, grads_b, reused_state = _step(params, cfg, x, y, reused_state, ws, step)
+        assert nll_a == nll_b
+        for name in grads_a:
+            np.testing.assert_array_equal(grads_a[name], grads_b[name], err_msg=name)
+        for a, b in zip(fresh_state, reused_state):
+            for u, v in zip(a, b):
+                np.testing.assert_array_equal(u, v)
+    assert ws.nbytes() > 0
