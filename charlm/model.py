@@ -221,11 +221,12 @@ def backward(params, cfg, dlogits, cache, grads, dstate=None, ws=FRESH):
         previous = shifted_rows(h0, outputs, layer_ws.empty("previous", (H, N), dt))
         np.matmul(d_hidden_rows, previous.T, out=grads[f"rnn.weight_hh_l{k}"])
         np.sum(d_hidden_rows, axis=1, out=grads[f"rnn.bias_hh_l{k}"])
-        if d_input is d_hidden:
+        if d_input is d_hidden:                  # both biases sit outside every product
             d_input_rows = d_hidden_rows
+            grads[f"rnn.bias_ih_l{k}"][...] = grads[f"rnn.bias_hh_l{k}"]
         else:
             d_input_rows = feature_rows(d_input, layer_ws.empty("d_input_rows", (GH, N), dt))
-        np.sum(d_input_rows, axis=1, out=grads[f"rnn.bias_ih_l{k}"])
+            np.sum(d_input_rows, axis=1, out=grads[f"rnn.bias_ih_l{k}"])
         if k == 0:
             one_hot = ws.empty("one_hot", (N, V), dt) if V <= ONE_HOT_MAX_COLS else None
             grads["rnn.weight_ih_l0"][...] = gather_columns_grad(
