@@ -145,8 +145,8 @@ def forward(params, cfg, x, state, dropout_rng=None, ws=FRESH):
     inp = None                                             # (T, H, B) input to layer k >= 1
     layer_caches, new_state = [], []
     for k, layer_state in enumerate(_transposed(state)):
-        layer_ws = ws.scope(k)
-        xs = _input_projection(cell, params, k, x, inp, layer_ws)
+        layer_ws = ws.scope(k)                             # the layer's cache, kept for backward
+        xs = _input_projection(cell, params, k, x, inp, ws)   # dead after the layer: shared
         w_hh, b_hh = params[f"rnn.weight_hh_l{k}"], params[f"rnn.bias_hh_l{k}"]
         hs, final, cell_cache = cell.forward(xs, layer_state, w_hh, b_hh, cfg.activation,
                                              layer_ws)
@@ -203,7 +203,7 @@ def backward(params, cfg, dlogits, cache, grads, dstate=None, ws=FRESH):
     np.sum(dlogits, axis=0, out=grads["head.bias"])
     # (T, H, B) gradient of the top layer's outputs
     dhs = np.matmul(params["head.weight"].T, dlogits.reshape(T, B, V).transpose(0, 2, 1),
-                    out=ws.scope(cfg.layers - 1).empty("dhs", (T, H, B), dlogits.dtype))
+                    out=ws.empty("dhs", (T, H, B), dlogits.dtype))
     parts = 2 if cfg.cell == "lstm" else 1
     if dstate is None:
         d_finals = [tuple(np.zeros((H, B), dhs.dtype) for _ in range(parts))] * cfg.layers
@@ -212,20 +212,20 @@ def backward(params, cfg, dlogits, cache, grads, dstate=None, ws=FRESH):
     dstate0 = [None] * cfg.layers
     for k in range(cfg.layers - 1, -1, -1):
         inp, h0, outputs, cell_cache, mask = layer_caches[k]
-        layer_ws = ws.scope(k)
         if mask is not None:
             dhs *= mask
-        d_input, d_hidden, dstate0[k] = cell.backward(dhs, d_finals[k], cell_cache, layer_ws)
+        # every array below is dead once the layer's gradients are out: the layers share them
+        d_input, d_hidden, dstate0[k] = cell.backward(dhs, d_finals[k], cell_cache, ws)
         GH, N, dt = d_hidden.shape[1], T * B, dhs.dtype
-        d_hidden_rows = feature_rows(d_hidden, layer_ws.empty("d_hidden_rows", (GH, N), dt))
-        previous = shifted_rows(h0, outputs, layer_ws.empty("previous", (H, N), dt))
+        d_hidden_rows = feature_rows(d_hidden, ws.empty("d_hidden_rows", (GH, N), dt))
+        previous = shifted_rows(h0, outputs, ws.empty("previous", (H, N), dt))
         np.matmul(d_hidden_rows, previous.T, out=grads[f"rnn.weight_hh_l{k}"])
         np.sum(d_hidden_rows, axis=1, out=grads[f"rnn.bias_hh_l{k}"])
         if d_input is d_hidden:                  # both biases sit outside every product
             d_input_rows = d_hidden_rows
             grads[f"rnn.bias_ih_l{k}"][...] = grads[f"rnn.bias_hh_l{k}"]
         else:
-            d_input_rows = feature_rows(d_input, layer_ws.empty("d_input_rows", (GH, N), dt))
+            d_input_rows = feature_rows(d_input, ws.empty("d_input_rows", (GH, N), dt))
             np.sum(d_input_rows, axis=1, out=grads[f"rnn.bias_ih_l{k}"])
         if k == 0:
             one_hot = ws.empty("one_hot", (N, V), dt) if V <= ONE_HOT_MAX_COLS else None
@@ -233,8 +233,8 @@ def backward(params, cfg, dlogits, cache, grads, dstate=None, ws=FRESH):
                 x.reshape(-1), d_input_rows, V, one_hot)
         else:
             w_ih = params[f"rnn.weight_ih_l{k}"]
-            inp_rows = feature_rows(inp, layer_ws.empty("inp_rows", (H, N), dt))
+            inp_rows = feature_rows(inp, ws.empty("inp_rows", (H, N), dt))
             np.matmul(d_input_rows, inp_rows.T, out=grads[f"rnn.weight_ih_l{k}"])
             dhs = np.matmul(w_ih.T, d_input,
-                            out=ws.scope(k - 1).empty("dhs", (T, H, B), dt))  # (T, H, B)
+                            out=ws.empty("dhs", (T, H, B), dt))             # (T, H, B)
     return _transposed(dstate0)

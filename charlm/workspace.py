@@ -7,7 +7,8 @@ made a 2 x 512 LSTM step 10-15% faster (benchmarks/README.md). A Workspace hands
 array for the same name and shape every step. Scoring and the gradient checks use FRESH, which
 allocates as usual.
 
-Names must be unique among arrays alive at the same time: the model scopes them per layer.
+Names must be unique among arrays alive at the same time: the model scopes each layer's forward
+cache by layer, and lets the layers share the arrays that die within a layer's turn.
 """
 
 import numpy as np
