@@ -19,30 +19,41 @@ class Stepper:
         cell = CELLS[cfg.cell]
         # the same folding as the model: biases outside products joined, sigmoid rows halved
         self.scale = cell.gate_scale(H, dtype)                # (G*H,)
+        # Above layer 0, the RNN and the LSTM take W_ih x + W_hh h as one product of the
+        # stacked (2H, G*H) weights with [h below, h], two neighbours in self.hidden: one call
+        # instead of two products and an add. The GRU's reset gate needs W_hn h on its own.
+        self.stacked = cfg.cell != "gru"
         self.tables, self.w_ih, self.w_hh, self.b_hn = [], [], [], []
         for k in range(cfg.layers):
             w_ih, w_hh = params[f"rnn.weight_ih_l{k}"], params[f"rnn.weight_hh_l{k}"]
             b_ih, b_hh = params[f"rnn.bias_ih_l{k}"], params[f"rnn.bias_hh_l{k}"]
             if cfg.cell == "gru":
                 self.b_hn.append(b_hh[2 * H:].copy())        # b_hn stays inside the reset product
+            w_hh_t = w_hh.T * self.scale                                   # (H, G*H)
             if k == 0:
                 self.tables.append(cell.fold_input(w_ih.T + b_ih, b_hh))     # (V, G*H)
+                self.w_hh.append(np.ascontiguousarray(w_hh_t))
+                continue
+            self.tables.append(cell.fold_input(b_ih.copy(), b_hh))
+            if self.stacked:
+                self.w_hh.append(np.concatenate([w_ih.T * self.scale, w_hh_t]))  # (2H, G*H)
             else:
-                self.w_ih.append(np.ascontiguousarray(w_ih.T * self.scale))  # (H, G*H)
-                self.tables.append(cell.fold_input(b_ih.copy(), b_hh))
-            self.w_hh.append(np.ascontiguousarray(w_hh.T * self.scale))     # (H, G*H)
+                self.w_ih.append(np.ascontiguousarray(w_ih.T * self.scale))    # (H, G*H)
+                self.w_hh.append(np.ascontiguousarray(w_hh_t))
         self.head_w = np.ascontiguousarray(params["head.weight"].T)   # (H, V)
         self.head_b = params["head.bias"].copy()
         self.shift = (1 - self.scale) if cfg.cell != "rnn" else None
-        self.h = [np.zeros(H, dtype) for _ in range(cfg.layers)]
+        self.hidden = np.zeros(cfg.layers * H, dtype)                 # every layer's h, in order
+        self.h = [self.hidden[k * H:(k + 1) * H] for k in range(cfg.layers)]
         self.c = [np.zeros(H, dtype) for _ in range(cfg.layers)]
         self.a = np.empty(G * H, dtype)
         self.tmp = np.empty(H, dtype)
         self.logits = np.empty(cfg.vocab_size, dtype)
 
     def reset(self):
-        for v in self.h + self.c:
-            v[:] = 0
+        self.hidden[:] = 0
+        for c in self.c:
+            c[:] = 0
 
     def step(self, char_id):
         """Feed one id; returns the logits (V,) for the next character (a reused buffer)."""
@@ -50,12 +61,16 @@ class Stepper:
         for k in range(cfg.layers):
             h = self.h[k]
             if k == 0:
+                np.matmul(h, self.w_hh[0], out=a)
                 xs = self.tables[0][char_id]
+            elif self.stacked:
+                np.matmul(self.hidden[(k - 1) * H:(k + 1) * H], self.w_hh[k], out=a)
+                xs = self.tables[k]                           # the folded biases
             else:
+                np.matmul(h, self.w_hh[k], out=a)
                 xs = self.h[k - 1] @ self.w_ih[k - 1]
                 xs += self.tables[k]
             if cfg.cell == "rnn":
-                np.matmul(h, self.w_hh[k], out=a)
                 a += xs
                 if cfg.activation == "tanh":              # written straight into h
                     np.tanh(a, out=h)
@@ -63,7 +78,6 @@ class Stepper:
                     np.maximum(a, 0, out=h)
             elif cfg.cell == "lstm":
                 c = self.c[k]
-                np.matmul(h, self.w_hh[k], out=a)
                 a += xs
                 np.tanh(a, out=a)
                 a *= self.scale
@@ -74,7 +88,6 @@ class Stepper:
                 np.tanh(c, out=h)
                 h *= a[3 * H:]
             else:
-                np.matmul(h, self.w_hh[k], out=a)
                 rz = a[:2 * H]
                 rz += xs[:2 * H]
                 np.tanh(rz, out=rz)
