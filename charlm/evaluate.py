@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from charlm import loss, model
+from charlm.workspace import FRESH, Workspace
 
 
 def score_ids(params, cfg, ids, streams=1, chunk_len=256):
@@ -24,12 +25,15 @@ def score_ids(params, cfg, ids, streams=1, chunk_len=256):
     starts = np.arange(streams) * piece                     # (S,) first context position
     state = model.initial_state(cfg, streams, params["head.weight"].dtype)
     total = 0.0
+    # Chunks reuse their large arrays (2-15% faster from 16 streams up); at one stream they
+    # are small, and fresh ones measured faster.
+    ws = Workspace() if streams > 1 else FRESH
     for t0 in range(0, piece, chunk_len):
         pos = starts[None, :] + np.arange(t0, min(t0 + chunk_len, piece))[:, None]  # (T, S)
         valid = pos < n_pred
         pos = np.minimum(pos, n_pred - 1)
         x, y = ids[pos], ids[pos + 1]                       # (T, S) each
-        logits, state = model.infer(params, cfg, x, state)
+        logits, state = model.infer(params, cfg, x, state, ws)
         log_probs = loss.token_log_probs(logits, y.reshape(-1))
         total -= float(log_probs[valid.reshape(-1)].sum())
     return total, n_pred

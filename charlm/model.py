@@ -173,17 +173,24 @@ def _dropout_mask(rng, drop, hs, ws):
     return mask
 
 
-def infer(params, cfg, x, state):
-    """forward for scoring: no dropout, no cache. Returns logits (T*B, V) and the state."""
+def infer(params, cfg, x, state, ws=FRESH):
+    """forward for scoring: no dropout, no cache. Returns logits (T*B, V) and the state.
+
+    With a workspace (ws), the logits live in it until the next call; every array here dies
+    within its layer's turn, so the layers share them.
+    """
     cell = CELLS[cfg.cell]
     T, B = x.shape
     inp, new_state = None, []
     for k, layer_state in enumerate(_transposed(state)):
-        xs = _input_projection(cell, params, k, x, inp)
+        xs = _input_projection(cell, params, k, x, inp, ws)
         w_hh, b_hh = params[f"rnn.weight_hh_l{k}"], params[f"rnn.bias_hh_l{k}"]
-        inp, final = cell.infer(xs, layer_state, w_hh, b_hh, cfg.activation)   # (T, H, B)
+        inp, final = cell.infer(xs, layer_state, w_hh, b_hh, cfg.activation, ws)  # (T, H, B)
         new_state.append(final)
-    logits = feature_rows(inp).T @ params["head.weight"].T           # (N, V)
+    H, V = cfg.hidden, cfg.vocab_size
+    top = feature_rows(inp, ws.empty("top", (H, T * B), inp.dtype))    # (H, N)
+    logits = np.matmul(top.T, params["head.weight"].T,
+                       out=ws.empty("logits", (T * B, V), inp.dtype))   # (N, V)
     logits += params["head.bias"]
     return logits, _transposed(new_state)
 

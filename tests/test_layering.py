@@ -17,7 +17,7 @@ ALLOWED = {
     "data": {"vocab", "errors"},
     "model": {"cells", "layers", "workspace", "errors"},
     "autosize": {"cells"},
-    "evaluate": {"model", "loss", "data"},
+    "evaluate": {"model", "loss", "data", "workspace"},
     "sample": {"cells", "model"},
     "bundle": {"checkpoint", "model", "vocab", "errors", "ngram_bundle", "__init__"},
     "ngram_bundle": {"bundle", "data", "ngram", "errors", "checkpoint", "vocab"},

@@ -12,6 +12,9 @@ Arrays are feature-major, (T, features, B) (see charlm.layers); states are (H, B
     infer(xs, state, w_hh, b_hh, activation) -> hs, state               forward without a cache
     backward(dhs, dstate, cache) -> d_input, d_hidden, dstate0
 
+forward, infer and backward take an optional last argument ws, a charlm.workspace.Workspace
+that lends their large arrays (default: fresh ones).
+
 `d_input` is the gradient with respect to the input projection W_ih x + b_ih and `d_hidden` the
 one with respect to W_hh h + b_hh (the same array except in the GRU, whose reset gate scales the
 latter), so the caller turns them into every weight gradient and the gradient for the layer

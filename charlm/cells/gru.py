@@ -73,7 +73,7 @@ def forward(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
     return hs, (h.copy(),), (h0, rz, ns, gh_n, hs, w_hh)
 
 
-def infer(xs, state, w_hh, b_hh, activation=None):
+def infer(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
     """forward without the cache, for scoring text: the same numbers, less memory traffic."""
     (h0,) = state
     T, G, B = xs.shape
@@ -83,7 +83,7 @@ def infer(xs, state, w_hh, b_hh, activation=None):
     gh = np.empty((G, B), xs.dtype)
     rz, gh_n = gh[:2 * H], gh[2 * H:]
     r, z = gh[:H], gh[H:2 * H]
-    hs = np.empty((T, H, B), xs.dtype)
+    hs = ws.empty("hs", (T, H, B), xs.dtype)
     n = np.empty((H, B), xs.dtype)
     h = h0
     for t in range(T):

@@ -95,7 +95,7 @@ def forward(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
     return hs, (h.copy(), c.copy()), cache
 
 
-def infer(xs, state, w_hh, b_hh, activation=None):
+def infer(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
     """forward without the cache, for scoring text: the same numbers, less memory traffic."""
     h0, c0 = state
     T, G, B = xs.shape
@@ -104,7 +104,7 @@ def infer(xs, state, w_hh, b_hh, activation=None):
     a = np.empty((G, B), xs.dtype)
     i, f, g, o = (a[k * H:(k + 1) * H] for k in range(4))
     to_sigmoid = _sigmoid_maker(H, B, xs.dtype)
-    hs = np.empty((T, H, B), xs.dtype)
+    hs = ws.empty("hs", (T, H, B), xs.dtype)
     c = c0.copy()
     ig = np.empty((H, B), xs.dtype)
     h = h0

@@ -45,9 +45,9 @@ def forward(xs, state, w_hh, b_hh=None, activation="tanh", ws=FRESH):
     return hs, (h.copy(),), (h0, hs, w_hh, activation)
 
 
-def infer(xs, state, w_hh, b_hh=None, activation="tanh"):
+def infer(xs, state, w_hh, b_hh=None, activation="tanh", ws=FRESH):
     """forward for scoring text: the cache is the outputs, so this is forward without it."""
-    hs, final, _ = forward(xs, state, w_hh, b_hh, activation)
+    hs, final, _ = forward(xs, state, w_hh, b_hh, activation, ws)
     return hs, final
 
 
