@@ -157,12 +157,18 @@ def forward(params, cfg, x, state, dropout_rng=None, ws=FRESH):
         layer_caches.append((inp, layer_state[0], outputs, cell_cache, mask))
         new_state.append(final)
         inp = hs
-    H, V = cfg.hidden, cfg.vocab_size
-    top = feature_rows(inp, ws.empty("top", (H, T * B), inp.dtype))    # (H, N)
-    logits = np.matmul(top.T, params["head.weight"].T,
-                       out=ws.empty("logits", (T * B, V), inp.dtype))   # (N, V)
-    logits += params["head.bias"]
+    logits, top = _head(params, inp, ws)
     return logits, _transposed(new_state), (x, top, layer_caches)
+
+
+def _head(params, inp, ws):
+    """The logits (N, V) of the top layer's outputs inp (T, H, B), and inp's rows (H, N)."""
+    T, H, B = inp.shape
+    top = feature_rows(inp, ws.empty("top", (H, T * B), inp.dtype))
+    w, b = params["head.weight"], params["head.bias"]
+    logits = np.matmul(top.T, w.T, out=ws.empty("logits", (T * B, w.shape[0]), inp.dtype))
+    logits += b
+    return logits, top
 
 
 def _dropout_mask(rng, drop, hs, ws):
@@ -187,11 +193,7 @@ def infer(params, cfg, x, state, ws=FRESH):
         w_hh, b_hh = params[f"rnn.weight_hh_l{k}"], params[f"rnn.bias_hh_l{k}"]
         inp, final = cell.infer(xs, layer_state, w_hh, b_hh, cfg.activation, ws)  # (T, H, B)
         new_state.append(final)
-    H, V = cfg.hidden, cfg.vocab_size
-    top = feature_rows(inp, ws.empty("top", (H, T * B), inp.dtype))    # (H, N)
-    logits = np.matmul(top.T, params["head.weight"].T,
-                       out=ws.empty("logits", (T * B, V), inp.dtype))   # (N, V)
-    logits += params["head.bias"]
+    logits, _ = _head(params, inp, ws)
     return logits, _transposed(new_state)
 
 
