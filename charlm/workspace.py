@@ -4,7 +4,7 @@ Every training step needs the same large arrays (a chunk's gate values, caches a
 about 700 MB of allocations per step at 2 layers x 512, batch 64, 128 steps). Fresh memory from
 the system costs a page fault and a zeroing pass per page each time it is touched; reusing the
 arrays made a 2 x 512 LSTM step 15-20% faster (benchmarks/README.md). A Workspace hands out the
-same array for the same name and shape every step. Scoring from 16 streams up reuses one per
+same array for the same name and shape every step. Scoring with several streams reuses one per
 pass; the gradient checks use FRESH, which allocates as usual.
 
 Names must be unique among arrays alive at the same time: the model scopes each layer's forward
