@@ -25,7 +25,7 @@ def score_ids(params, cfg, ids, streams=1, chunk_len=256):
     starts = np.arange(streams) * piece                     # (S,) first context position
     state = model.initial_state(cfg, streams, params["head.weight"].dtype)
     total = 0.0
-    # Chunks reuse their large arrays (2-15% faster from 16 streams up); at one stream they
+    # Chunks reuse their large arrays (2-15% faster at 16 streams); at one stream they
     # are small, and fresh ones measured faster.
     ws = Workspace() if streams > 1 else FRESH
     for t0 in range(0, piece, chunk_len):
