@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from charlm import loss, model
+from charlm import evaluate, loss, model
 from charlm.workspace import FRESH, Workspace
 
 
@@ -46,3 +46,13 @@ def test_steps_with_a_workspace_equal_steps_without(cell, batch):
             for u, v in zip(a, b):
                 np.testing.assert_array_equal(u, v)
     assert ws.nbytes() > 0
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_scoring_with_a_workspace_equals_scoring_without(cell, monkeypatch):
+    cfg = model.ModelConfig(cell=cell, vocab_size=11, hidden=8, layers=2)
+    _, params = model.init_params(cfg, np.random.default_rng(0))
+    ids = np.random.default_rng(2).integers(0, cfg.vocab_size, 200)
+    reused = evaluate.score_ids(params, cfg, ids, streams=3, chunk_len=16)  # 5 chunks, 1 short
+    monkeypatch.setattr(evaluate, "Workspace", lambda: FRESH)
+    assert evaluate.score_ids(params, cfg, ids, streams=3, chunk_len=16) == reused
