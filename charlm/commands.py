@@ -149,9 +149,11 @@ def _train_with_progress(trainer, tcfg, vocab, corpus, quiet):
             raise KeyboardInterrupt                 # a second signal: stop now, save nothing
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     bar, summary = None, None
+    train_chars = len(trainer.train_ids)
     err_console.print(
         f"training a {tcfg.layers}-layer {tcfg.cell.upper()} (hidden {tcfg.hidden}, "
-        f"{trainer.parameter_count():,} parameters) on {corpus.fingerprint['chars']:,} characters, "
+        f"{trainer.parameter_count():,} parameters) on {train_chars:,} characters "
+        f"({corpus.fingerprint['chars'] - train_chars:,} more held out for validation), "
         f"vocabulary {vocab.size}; batch {tcfg.batch_size} x {tcfg.seq_len}; "
         f"run directory {trainer.out}", highlight=False)
     val_text, warned_skip = "-", False
