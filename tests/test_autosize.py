@@ -33,6 +33,13 @@ def test_many_passes_over_the_corpus_bring_dropout():
     assert autosize.dropout_for(0.5) == 0.0
 
 
+def test_a_big_model_for_its_text_gets_more_dropout_only_when_it_makes_many_passes():
+    assert autosize.dropout_for(8, params_per_char=0.66) == 0.1
+    assert autosize.dropout_for(8, params_per_char=1.4) == 0.2
+    assert autosize.dropout_for(20, params_per_char=1.4) == 0.3
+    assert autosize.dropout_for(2, params_per_char=1.9) == 0.0       # one pass cannot overfit
+
+
 def test_parameter_count_matches_the_model():
     from charlm import model
     cfg = model.ModelConfig(cell="gru", vocab_size=65, hidden=32, layers=3)
