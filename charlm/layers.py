@@ -36,6 +36,14 @@ def shifted_rows(h0, hs, out=None):
     return rows.reshape(H, T * B)
 
 
+def scale_rows(w, scale, out=None):
+    """w (R, C) with row r multiplied by scale[r]: a cell's gate pre-scale folded into weights.
+
+    out: an (R, C) array to write into (else a new one).
+    """
+    return np.multiply(w, scale[:, None], out=out)
+
+
 def gather_columns_grad(ids, d_cols, num_cols, one_hot=None):
     """Gradient of table[:, ids] with respect to table: columns of d_cols summed by id.
 

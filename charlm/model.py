@@ -15,7 +15,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from charlm.cells import CELLS, GATES
-from charlm.layers import ONE_HOT_MAX_COLS, feature_rows, gather_columns_grad, shifted_rows
+from charlm.layers import (
+    ONE_HOT_MAX_COLS,
+    feature_rows,
+    gather_columns_grad,
+    scale_rows,
+    shifted_rows,
+)
 from charlm.workspace import FRESH
 
 CELL_NAMES = tuple(CELLS)
@@ -120,8 +126,8 @@ def _input_projection(cell, params, k, x, inp, ws=FRESH):
         return xs
     G, H = w_ih.shape                                               # (G*H, H) above layer 0
     bias = cell.fold_input(b_ih.copy(), b_hh)
-    w_folded = np.multiply(w_ih, cell.gate_scale(H, w_ih.dtype)[:, None],
-                           out=ws.empty("w_folded", w_ih.shape, w_ih.dtype))
+    w_folded = scale_rows(w_ih, cell.gate_scale(H, w_ih.dtype),
+                          ws.empty("w_folded", w_ih.shape, w_ih.dtype))
     if small:                                                       # one GEMM, not T GEMVs
         xs = (w_folded @ feature_rows(inp)).reshape(G, T, B).transpose(1, 0, 2)
         xs = np.ascontiguousarray(xs)

@@ -23,7 +23,8 @@ class Stepper:
         # stacked (2H, G*H) weights with [h below, h], two neighbours in self.hidden: one call
         # instead of two products and an add. The GRU's reset gate needs W_hn h on its own.
         self.stacked = cfg.cell != "gru"
-        self.tables, self.w_ih, self.w_hh, self.b_hn = [], [], [], []
+        # w_step[k], the product taken every step: W_hh^T (H, G*H), or [W_ih^T; W_hh^T] stacked
+        self.tables, self.w_ih, self.w_step, self.b_hn = [], [], [], []
         for k in range(cfg.layers):
             w_ih, w_hh = params[f"rnn.weight_ih_l{k}"], params[f"rnn.weight_hh_l{k}"]
             b_ih, b_hh = params[f"rnn.bias_ih_l{k}"], params[f"rnn.bias_hh_l{k}"]
@@ -32,14 +33,14 @@ class Stepper:
             w_hh_t = w_hh.T * self.scale                                   # (H, G*H)
             if k == 0:
                 self.tables.append(cell.fold_input(w_ih.T + b_ih, b_hh))     # (V, G*H)
-                self.w_hh.append(np.ascontiguousarray(w_hh_t))
+                self.w_step.append(np.ascontiguousarray(w_hh_t))
                 continue
             self.tables.append(cell.fold_input(b_ih.copy(), b_hh))
             if self.stacked:
-                self.w_hh.append(np.concatenate([w_ih.T * self.scale, w_hh_t]))  # (2H, G*H)
+                self.w_step.append(np.concatenate([w_ih.T * self.scale, w_hh_t]))  # (2H, G*H)
             else:
                 self.w_ih.append(np.ascontiguousarray(w_ih.T * self.scale))    # (H, G*H)
-                self.w_hh.append(np.ascontiguousarray(w_hh_t))
+                self.w_step.append(np.ascontiguousarray(w_hh_t))
         self.head_w = np.ascontiguousarray(params["head.weight"].T)   # (H, V)
         self.head_b = params["head.bias"].copy()
         self.shift = (1 - self.scale) if cfg.cell != "rnn" else None
@@ -61,13 +62,13 @@ class Stepper:
         for k in range(cfg.layers):
             h = self.h[k]
             if k == 0:
-                np.matmul(h, self.w_hh[0], out=a)
+                np.matmul(h, self.w_step[0], out=a)
                 xs = self.tables[0][char_id]
             elif self.stacked:
-                np.matmul(self.hidden[(k - 1) * H:(k + 1) * H], self.w_hh[k], out=a)
+                np.matmul(self.hidden[(k - 1) * H:(k + 1) * H], self.w_step[k], out=a)
                 xs = self.tables[k]                           # the folded biases
             else:
-                np.matmul(h, self.w_hh[k], out=a)
+                np.matmul(h, self.w_step[k], out=a)
                 xs = self.h[k - 1] @ self.w_ih[k - 1]
                 xs += self.tables[k]
             if cfg.cell == "rnn":

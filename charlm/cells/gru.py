@@ -10,6 +10,7 @@ Feature-major arrays (see charlm.layers): xs (T, 3H, B), hs (T, H, B); state (h,
 
 import numpy as np
 
+from charlm.layers import scale_rows
 from charlm.workspace import FRESH
 
 
@@ -33,8 +34,8 @@ def fold_input(xp, b_hh):
 
 def _scaled(w_hh, H, ws):
     """W_hh with its sigmoid rows pre-scaled like the folded input, (3H, H)."""
-    return np.multiply(w_hh, gate_scale(H, w_hh.dtype)[:, None],
-                       out=ws.empty("w_scaled", w_hh.shape, w_hh.dtype))
+    out = ws.empty("w_scaled", w_hh.shape, w_hh.dtype)
+    return scale_rows(w_hh, gate_scale(H, w_hh.dtype), out)
 
 
 def forward(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
@@ -78,7 +79,7 @@ def infer(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
     (h0,) = state
     T, G, B = xs.shape
     H = G // 3
-    w_scaled = _scaled(w_hh, H, FRESH)
+    w_scaled = _scaled(w_hh, H, ws)
     b_hn = np.repeat(b_hh[2 * H:, None], B, axis=1)         # (H, B): no per-row broadcast
     gh = np.empty((G, B), xs.dtype)
     rz, gh_n = gh[:2 * H], gh[2 * H:]

@@ -11,6 +11,7 @@ Feature-major arrays (see charlm.layers): xs (T, 4H, B), hs (T, H, B); state (h,
 
 import numpy as np
 
+from charlm.layers import scale_rows
 from charlm.workspace import FRESH
 
 
@@ -56,8 +57,8 @@ def fold_input(xp, b_hh):
 
 def _scaled(w_hh, H, ws):
     """W_hh with its sigmoid rows pre-scaled like the folded input, (4H, H)."""
-    return np.multiply(w_hh, gate_scale(H, w_hh.dtype)[:, None],
-                       out=ws.empty("w_scaled", w_hh.shape, w_hh.dtype))
+    out = ws.empty("w_scaled", w_hh.shape, w_hh.dtype)
+    return scale_rows(w_hh, gate_scale(H, w_hh.dtype), out)
 
 
 def forward(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
@@ -100,7 +101,7 @@ def infer(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
     h0, c0 = state
     T, G, B = xs.shape
     H = G // 4
-    w_scaled = _scaled(w_hh, H, FRESH)
+    w_scaled = _scaled(w_hh, H, ws)
     a = np.empty((G, B), xs.dtype)
     i, f, g, o = (a[k * H:(k + 1) * H] for k in range(4))
     to_sigmoid = _sigmoid_maker(H, B, xs.dtype)
