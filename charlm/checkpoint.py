@@ -321,15 +321,15 @@ def _open_regular_file(path: str, max_bytes: int):
     try:
         fd = os.open(path, flags)
     except FileNotFoundError as exc:
-        raise _Invalid(f"cannot read: {exc.strerror or exc}; give a checkpoint that "
-                       "charlm train wrote, such as RUN_DIR/best.npz or RUN_DIR/last.npz") from None
+        raise _Invalid(f"cannot read: {exc.strerror or exc}; {_GIVE_A_CHECKPOINT}") from None
     except OSError as exc:
         raise _Invalid(f"cannot read: {exc.strerror or exc}") from None
     try:
         # fstat the descriptor, not the name: the file cannot be swapped between check and use
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise _Invalid(f"not a regular file ({_file_kind(info.st_mode)})")
+            raise _Invalid(f"not a regular file ({_file_kind(info.st_mode)}); "
+                           f"{_checkpoint_hint(path, info.st_mode)}")
         os.set_blocking(fd, True)
         f = os.fdopen(fd, "rb")
     except BaseException:
@@ -343,6 +343,18 @@ def _open_regular_file(path: str, max_bytes: int):
     return f
 
 
+_GIVE_A_CHECKPOINT = ("give a checkpoint that charlm train wrote, such as RUN_DIR/best.npz or "
+                      "RUN_DIR/last.npz")
+
+
+def _checkpoint_hint(path: str, mode: int) -> str:
+    """What to give instead of a path that is not a regular file: a run directory's best.npz."""
+    inside = os.path.join(path, "best.npz")
+    if stat.S_ISDIR(mode) and os.path.isfile(inside):
+        return f"to use the run's best checkpoint, give {inside}"
+    return _GIVE_A_CHECKPOINT
+
+
 def _file_kind(mode: int) -> str:
     kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
              (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")]
@@ -351,7 +363,7 @@ def _file_kind(mode: int) -> str:
 
 def _check_size_and_magic(f, size: int, max_bytes: int) -> None:
     if size == 0:
-        raise _Invalid("file is empty (0 bytes)")
+        raise _Invalid(f"file is empty (0 bytes); {_GIVE_A_CHECKPOINT}")
     if size > max_bytes:
         raise _Invalid(f"file is {_human_size(size)}, over the {_human_size(max_bytes)} limit "
                        "for checkpoints")
@@ -371,8 +383,8 @@ def _describe_non_zip(head: bytes) -> str:
     if head.startswith(b"PK\x05\x06"):
         return "an empty zip archive, not a checkpoint"
     if _looks_like_text(head):
-        return "a text file, not a .npz archive"
-    return f"not a .npz archive (starts with bytes {head[:4].hex(' ')})"
+        return f"a text file, not a .npz archive; {_GIVE_A_CHECKPOINT}"
+    return f"not a .npz archive (starts with bytes {head[:4].hex(' ')}); {_GIVE_A_CHECKPOINT}"
 
 
 def _looks_like_text(head: bytes) -> bool:

@@ -205,12 +205,13 @@ def eval_perplexity(
     streams: int = typer.Option(1, min=1, help="Score in S parallel pieces (1 = exact definition)."),
     compare: list[Path] | None = typer.Option(None, help="Another checkpoint to score on the same text (repeatable)."),
     unknown: Unknown = typer.Option(Unknown.error, help="Characters outside the vocabulary: error or skip."),
+    encoding_errors: EncodingErrors = typer.Option(EncodingErrors.strict, "--encoding-errors", help="strict, or replace invalid UTF-8 with U+FFFD."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ):
     """Mean nats/char, bits/char and perplexity of CHECKPOINT on text."""
     from charlm import commands
     commands.run_eval(checkpoint, files or [], corpus or [], split and split.value, val_frac, streams,
-                      compare or [], unknown.value, as_json)
+                      compare or [], unknown.value, encoding_errors.value, as_json)
 
 
 # ---- info -----------------------------------------------------------------------------------
@@ -254,11 +255,12 @@ def corpus_synth(
 def corpus_stats(
     files: list[Path] = typer.Argument(..., help="Text files or directories."),
     rare: int = typer.Option(5, min=1, help="Warn about characters seen fewer than N times."),
+    encoding_errors: EncodingErrors = typer.Option(EncodingErrors.strict, "--encoding-errors", help="strict, or replace invalid UTF-8 with U+FFFD."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """Characters, lines, vocabulary, frequent characters and unigram entropy."""
     from charlm import commands
-    commands.run_corpus_stats(files, rare, as_json)
+    commands.run_corpus_stats(files, rare, encoding_errors.value, as_json)
 
 
 # ---- the error boundary ---------------------------------------------------------------------

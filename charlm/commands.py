@@ -318,7 +318,8 @@ def _discard_stdout():
 
 # ---- eval -----------------------------------------------------------------------------------
 
-def run_eval(path, files, corpus_paths, split, val_frac, streams, compare, unknown, as_json):
+def run_eval(path, files, corpus_paths, split, val_frac, streams, compare, unknown,
+             encoding_errors, as_json):
     if files and corpus_paths:
         raise UsageError("give text FILES or --corpus, not both")
     if not files and not corpus_paths:
@@ -331,7 +332,8 @@ def run_eval(path, files, corpus_paths, split, val_frac, streams, compare, unkno
     models = [load_any(p) for p in [path, *compare]]
     results = []
     for lm in models:
-        texts, skipped = _texts_for(lm, files, corpus_paths, split, val_frac, unknown)
+        texts, skipped = _texts_for(lm, files, corpus_paths, split, val_frac, unknown,
+                                    encoding_errors)
         nll, count = 0.0, 0
         with np.errstate(all="ignore"):             # a non-finite score is reported below
             for ids in texts:
@@ -373,17 +375,17 @@ def _describe(config):
     return f"{m['layers']}x{m['hidden']} {m['cell'].upper()}"
 
 
-def _texts_for(lm, files, corpus_paths, split, val_frac, unknown):
+def _texts_for(lm, files, corpus_paths, split, val_frac, unknown, encoding_errors):
     """The id arrays to score, in the model's vocabulary, and how many characters were skipped."""
     vocab = lm.vocab
     if files:
         texts, skipped = [], 0
         for f in files:
-            ids, n = data.encode_file(f, vocab, unknown=unknown)
+            ids, n = data.encode_file(f, vocab, unknown=unknown, encoding_errors=encoding_errors)
             texts.append(ids)
             skipped += n
         return texts, skipped
-    corpus = data.read_corpus(corpus_paths)
+    corpus = data.read_corpus(corpus_paths, encoding_errors)
     trained_on = lm.config.get("data", {}).get("fingerprint")
     if split != "all" and trained_on and trained_on != corpus.fingerprint:
         err_console.print(f"note: {lm.path} was trained on a different text, so this --split "
@@ -443,9 +445,9 @@ def run_corpus_synth(kind, out, chars, order, alphabet, seed):
           f"{rate:.4f} nats/char ({rate / math.log(2):.4f} bits/char)")
 
 
-def run_corpus_stats(files, rare, as_json):
+def run_corpus_stats(files, rare, encoding_errors, as_json):
     from charlm import corpus
-    read = data.read_corpus(files)
+    read = data.read_corpus(files, encoding_errors)
     text = read.vocab.decode(read.ids)
     stats = corpus.corpus_stats(text, rare_threshold=rare)
     if as_json:

@@ -62,11 +62,11 @@ def fetch_tinyshakespeare(dest_dir: Path, source_file: Path | None = None, url: 
     download; bytes_total is 0 when the server does not send a length.
     """
     dest = Path(dest_dir) / TINY_NAME
-    if _has_sha256(dest, TINY_SHA256):
-        return dest
-    if source_file is not None:
+    if source_file is not None:             # checked even when dest is already there
         data = _read_local(Path(source_file))
         where = str(source_file)
+    elif _has_sha256(dest, TINY_SHA256):
+        return dest
     else:
         data = _download(url, timeout, progress)
         where = url
@@ -75,7 +75,8 @@ def fetch_tinyshakespeare(dest_dir: Path, source_file: Path | None = None, url: 
         raise CorpusError(f"{where} is not tinyshakespeare: its sha256 is {digest[:16]}..., "
                           f"expected {TINY_SHA256[:16]}...; use --from FILE with the original "
                           "input.txt of karpathy/char-rnn")
-    _write_atomic(dest, data)
+    if not _has_sha256(dest, TINY_SHA256):
+        _write_atomic(dest, data)
     return dest
 
 

@@ -381,7 +381,10 @@ def test_bare_npy_is_refused(tmp_path):
 def test_small_and_foreign_files_are_refused(tmp_path, content, fragment):
     path = tmp_path / "x.npz"
     path.write_bytes(content)
-    assert fragment in load_error(path)
+    message = load_error(path)
+    assert fragment in message
+    if "corrupt" not in fragment and "zip" not in fragment:   # not a checkpoint at all: say what is
+        assert message.endswith("such as RUN_DIR/best.npz or RUN_DIR/last.npz")
 
 
 def test_truncated_checkpoint_is_refused(saved):
@@ -433,7 +436,8 @@ def test_fifo_is_refused_at_once(tmp_path):
     worker.join(timeout=5)
     assert not worker.is_alive(), "load_checkpoint blocked on a FIFO"
     assert time.monotonic() - started < 1
-    assert outcome == [f"{fifo}: not a regular file (a FIFO)"]
+    assert outcome == [f"{fifo}: not a regular file (a FIFO); give a checkpoint that charlm "
+                       "train wrote, such as RUN_DIR/best.npz or RUN_DIR/last.npz"]
 
 
 def test_file_over_max_bytes_is_refused_with_its_size(saved):

@@ -128,6 +128,26 @@ def test_unknown_characters(trained, tmp_path, capfd):
     assert json.loads(out)["chars"] == len("The dog  barks") - 1
 
 
+def test_every_command_that_suggests_encoding_errors_accepts_it(trained, tmp_path, capfd):
+    text = tmp_path / "latin1.txt"
+    text.write_bytes("The caf\u00e9 dog barks".encode("latin-1"))
+    ckpt = trained / "best.npz"
+    for command, options in (
+            (("eval", "perplexity", ckpt, text), ("--unknown", "skip")),
+            (("eval", "perplexity", ckpt, "--corpus", text, "--split", "all"),
+             ("--unknown", "skip")),
+            (("corpus", "stats", text), ())):
+        code, _, err = run(capfd, *command)
+        assert_one_line_error(err, code, 3, "not valid UTF-8", "--encoding-errors replace")
+        code, out, err = run(capfd, *command, *options, "--encoding-errors", "replace", "--json")
+        assert code == 0, err
+        report = json.loads(out)
+        if command[0] == "eval":            # the replacement character is outside the vocabulary
+            assert report["skipped"] == 1 and report["chars"] == len("The caf dog barks") - 1
+        else:
+            assert report["chars"] == len("The caf\ufffd dog barks")
+
+
 def test_info(trained, capfd):
     code, out, _ = run(capfd, "info", trained / "best.npz", "--json")
     report = json.loads(out)
@@ -172,14 +192,15 @@ def test_resume_continues_to_the_same_end(trained, small_corpus, capfd):
     (("train", "{corpus}", "--batch-size", "500", "--seq-len", "64", "--out", "{out}"), 3,
      "--batch-size"),
     (("sample", "{missing}"), 4, "missing.txt"),
-    (("sample", "{corpus}"), 4, "small.txt"),
+    (("sample", "{corpus}"), 4, "RUN_DIR/best.npz"),
+    (("sample", "{run}"), 4, "run/best.npz"),
     (("eval", "perplexity", "{ckpt}"), 2, "nothing to score"),
 ])
 def test_bad_input_gets_one_line_and_an_exit_code(trained, small_corpus, tmp_path, capfd, args,
                                                    expected_code, fragment):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    names = {"ckpt": trained / "best.npz", "corpus": small_corpus,
+    names = {"ckpt": trained / "best.npz", "corpus": small_corpus, "run": trained,
              "missing": tmp_path / "missing.txt", "empty": empty, "out": tmp_path / "o"}
     code, _, err = run(capfd, *[a.format(**{k: str(v) for k, v in names.items()}) for a in args])
     assert_one_line_error(err, code, expected_code, fragment)

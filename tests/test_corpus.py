@@ -95,6 +95,12 @@ def test_tiny_from_local_file(tmp_path, monkeypatch):
     path = corpus.fetch_tinyshakespeare(tmp_path / "out", source_file=source)
     assert path.read_bytes() == SERVED
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["tinyshakespeare.txt"]
+    # a wrong --from is refused even when the corpus is already in place, which stays as it was
+    wrong = tmp_path / "other.txt"
+    wrong.write_bytes(SERVED + b"x")
+    with pytest.raises(CorpusError, match="other.txt is not tinyshakespeare"):
+        corpus.fetch_tinyshakespeare(tmp_path / "out", source_file=wrong)
+    assert path.read_bytes() == SERVED
 
 
 def test_tiny_unreachable_url(tmp_path):
