@@ -150,13 +150,15 @@ def _train_with_progress(trainer, tcfg, vocab, corpus, quiet):
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     bar, summary = None, None
     train_chars = len(trainer.train_ids)
+    n_files = corpus.fingerprint.get("files", 1)
+    source = f" from {n_files:,} files" if n_files > 1 else ""
     err_console.print(
         f"training a {tcfg.layers}-layer {tcfg.cell.upper()} (hidden {tcfg.hidden}, "
         f"{trainer.parameter_count():,} parameters) on {train_chars:,} characters "
-        f"({corpus.fingerprint['chars'] - train_chars:,} more held out for validation), "
+        f"({corpus.fingerprint['chars'] - train_chars:,} more held out for validation){source}, "
         f"vocabulary {vocab.size}; batch {tcfg.batch_size} x {tcfg.seq_len}; "
         f"run directory {trainer.out}", highlight=False)
-    val_text, warned_skip = "-", False
+    val_text, warned_skip, stopped_early = "-", False, None
     try:
         for event in trainer.run():
             kind = event["event"]
@@ -166,10 +168,7 @@ def _train_with_progress(trainer, tcfg, vocab, corpus, quiet):
                 message = (f"warning: step {event['step']} had a non-finite loss "
                            f"({event['loss']:g}) or gradient norm ({event['grad_norm']:g}); its "
                            "update was skipped")
-                if bar is not None:
-                    bar.write(message, file=sys.stderr)
-                else:
-                    err_console.print(message, highlight=False, markup=False, soft_wrap=True)
+                _say_beside(bar, message)
             if kind == "start" and not quiet:
                 total = event["total_steps"] or None
                 unit = "step" if total else "s"
@@ -200,8 +199,9 @@ def _train_with_progress(trainer, tcfg, vocab, corpus, quiet):
                     signal.signal(s, handler)
                 die_by_signal(event["signal"])
             elif kind == "early_stop":
-                err_console.print(f"stopping early at step {event['step']}: validation loss has "
-                                  f"not improved for {tcfg.patience} evaluations")
+                stopped_early = (f"at step {event['step']:,}: validation loss not improved for "
+                                 f"{tcfg.patience} evaluations (--patience {tcfg.patience})")
+                _say_beside(bar, f"stopping early {stopped_early}")
             elif kind == "done":
                 summary = event
     finally:
@@ -210,14 +210,24 @@ def _train_with_progress(trainer, tcfg, vocab, corpus, quiet):
         for s, handler in previous.items():
             signal.signal(s, handler)
     if summary is not None:
-        _print_train_summary(summary, trainer)
+        _print_train_summary(summary, trainer, stopped_early)
 
 
-def _print_train_summary(s, trainer):
+def _say_beside(bar, message):
+    """A line on stderr that the progress bar does not draw over."""
+    if bar is not None:
+        bar.write(message, file=sys.stderr)
+    else:
+        err_console.print(message, highlight=False, markup=False, soft_wrap=True)
+
+
+def _print_train_summary(s, trainer, stopped_early=None):
     table = Table(title="training summary", show_header=False)
     table.add_row("parameters", f"{s['parameters']:,}")
     table.add_row("steps", f"{s['step']:,}")
     table.add_row("time", f"{s['elapsed']:.1f} s")
+    if stopped_early:
+        table.add_row("stopped early", stopped_early)
     for label, nats in (("last val", s["last_val"]), ("best val", s["best_val"])):
         if nats is not None:
             table.add_row(label, f"{nats:.4f} nats/char, {loss.bits_per_char(nats):.4f} bits/char, "

@@ -148,6 +148,17 @@ def test_every_command_that_suggests_encoding_errors_accepts_it(trained, tmp_pat
             assert report["chars"] == len("The caf\ufffd dog barks")
 
 
+def test_patience_stops_a_run_that_stopped_improving_and_says_so(small_corpus, tmp_path, capfd):
+    # at this learning rate no update moves a float32 weight, so no evaluation improves on the first
+    code, _, err = run(capfd, "train", small_corpus, "--layers", "1", "--hidden", "8",
+                       "--batch-size", "2", "--seq-len", "8", "--steps", "50", "--lr", "1e-30",
+                       "--eval-every", "5", "--patience", "2", "--out", tmp_path / "run",
+                       "--quiet")
+    assert code == 0, err
+    assert "stopping early at step 15: validation loss not improved for 2 evaluations" in err
+    assert bundle.load(tmp_path / "run" / "last.npz")[0].config["progress"]["step"] == 15
+
+
 def test_info(trained, capfd):
     code, out, _ = run(capfd, "info", trained / "best.npz", "--json")
     report = json.loads(out)
