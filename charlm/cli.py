@@ -187,8 +187,10 @@ def sample(
     seed: int | None = typer.Option(None, min=0, help="Random seed for a repeatable sample."),
     unknown: Unknown = typer.Option(Unknown.error, help="Prime characters outside the vocabulary: error or skip."),
 ):
-    """Generate text, feeding each character back in. Without --prime the model starts from a
-    newline (or, if the vocabulary has none, a space, else its first character)."""
+    """Generate text, feeding each character back in.
+
+    Without --prime the model starts from a newline (or, if the vocabulary has none, a space, else its first character).
+    """
     from charlm import commands
     commands.run_sample(checkpoint, prime, length, temperature, top_k, top_p, seed, unknown.value)
 
