@@ -28,12 +28,13 @@ def score_ids(params, cfg, ids, streams=1, chunk_len=256):
     # Chunks reuse their large arrays (2-15% faster at 16 streams); at one stream they
     # are small, and fresh ones measured faster.
     ws = Workspace() if streams > 1 else FRESH
+    folded = model.fold_for_inference(params, cfg, streams)     # once, not per chunk
     for t0 in range(0, piece, chunk_len):
         pos = starts[None, :] + np.arange(t0, min(t0 + chunk_len, piece))[:, None]  # (T, S)
         valid = pos < n_pred
         pos = np.minimum(pos, n_pred - 1)
         x, y = ids[pos], ids[pos + 1]                       # (T, S) each
-        logits, state = model.infer(params, cfg, x, state, ws)
+        logits, state = model.infer(params, cfg, x, state, ws, folded)
         log_probs = loss.token_log_probs(logits, y.reshape(-1))
         total -= float(log_probs[valid.reshape(-1)].sum())
     return total, n_pred

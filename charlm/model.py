@@ -103,37 +103,47 @@ def _transposed(state):
     return [tuple(np.ascontiguousarray(s.T) for s in layer) for layer in state]
 
 
-def _input_projection(cell, params, k, x, inp, ws=FRESH):
-    """The folded input projection of layer k, (T, G*H, B).
+def _fold_input_weights(cell, params, k, batch, ws=FRESH):
+    """Layer k's input weights with the cell's folding applied: (w, bias) for _project.
 
-    Layer 0 gathers columns of a (G*H, V) table (a one-hot input times W_ih is a column of
-    W_ih); a layer above multiplies W_ih by its input inp (T, H, B). fold_input is affine per
-    gate, fold(W x + b) = scale * W x + fold(b), so it is folded into the weights. At a small
-    batch, whole-chunk operations and one transposing copy beat one call per step. ws: where
-    the (T, G*H, B) result comes from.
+    fold_input is affine per gate, fold(W x + b) = scale * W x + fold(b), so it is folded into
+    the weights. Layer 0 (a one-hot input times W_ih is a column of W_ih) gets a table with the
+    biases folded in: (V, G*H) at a batch below SMALL_BATCH, (G*H, V) from there on, and no
+    bias. A layer above gets the scaled (G*H, H) W_ih and its folded bias (G*H, 1). ws: where
+    the scaled W_ih comes from.
     """
     w_ih, b_ih, b_hh = (params[f"rnn.{n}_l{k}"] for n in ("weight_ih", "bias_ih", "bias_hh"))
+    if k == 0:
+        table = cell.fold_input(w_ih.T + b_ih, b_hh)                # (V, G*H)
+        return (table if batch < SMALL_BATCH else np.ascontiguousarray(table.T)), None
+    bias = cell.fold_input(b_ih.copy(), b_hh)[:, None]
+    w_folded = scale_rows(w_ih, cell.gate_scale(w_ih.shape[1], w_ih.dtype),
+                          ws.empty("w_folded", w_ih.shape, w_ih.dtype))
+    return w_folded, bias
+
+
+def _project(w, bias, k, x, inp, ws=FRESH):
+    """Layer k's folded input projection (T, G*H, B) from _fold_input_weights' (w, bias).
+
+    Layer 0 gathers columns of its table by the ids x (T, B); a layer above multiplies w by its
+    input inp (T, H, B). At a small batch, whole-chunk operations beat one call per step.
+    ws: where the (T, G*H, B) result comes from.
+    """
     T, B = x.shape
     small = B < SMALL_BATCH
     if k == 0:
-        table = cell.fold_input(w_ih.T + b_ih, b_hh)                # (V, G*H)
-        if small:
-            return np.ascontiguousarray(table[x].transpose(0, 2, 1))
-        table = np.ascontiguousarray(table.T)                       # (G*H, V)
-        xs = ws.empty("xs", (T, table.shape[0], B), table.dtype)
+        if small:                                                   # w: (V, G*H)
+            return np.ascontiguousarray(w[x].transpose(0, 2, 1))
+        xs = ws.empty("xs", (T, w.shape[0], B), w.dtype)
         for t, ids in enumerate(x):            # per step: 4x faster than one gather + transpose
-            np.take(table, ids, axis=1, out=xs[t], mode="clip")   # "raise" buffers out
+            np.take(w, ids, axis=1, out=xs[t], mode="clip")       # "raise" buffers out
         return xs
-    G, H = w_ih.shape                                               # (G*H, H) above layer 0
-    bias = cell.fold_input(b_ih.copy(), b_hh)
-    w_folded = scale_rows(w_ih, cell.gate_scale(H, w_ih.dtype),
-                          ws.empty("w_folded", w_ih.shape, w_ih.dtype))
-    if small:                                                       # one GEMM, not T GEMVs
-        xs = (w_folded @ feature_rows(inp)).reshape(G, T, B).transpose(1, 0, 2)
-        xs = np.ascontiguousarray(xs)
+    G, H = w.shape                                                  # (G*H, H) above layer 0
+    if small:       # one stream: inp (T, H, 1) is (T, H) rows, so one GEMM against W^T
+        xs = np.matmul(inp.reshape(T, H), w.T).reshape(T, G, B)
     else:
-        xs = np.matmul(w_folded, inp, out=ws.empty("xs", (T, G, B), inp.dtype))  # (T, G*H, B)
-    xs += np.repeat(bias[:, None], B, axis=1)     # (G*H, B): broadcast over T only, not per row
+        xs = np.matmul(w, inp, out=ws.empty("xs", (T, G, B), inp.dtype))  # (T, G*H, B)
+    xs += np.repeat(bias, B, axis=1)              # (G*H, B): broadcast over T only, not per row
     return xs
 
 
@@ -152,7 +162,7 @@ def forward(params, cfg, x, state, dropout_rng=None, ws=FRESH):
     layer_caches, new_state = [], []
     for k, layer_state in enumerate(_transposed(state)):
         layer_ws = ws.scope(k)                             # the layer's cache, kept for backward
-        xs = _input_projection(cell, params, k, x, inp, ws)   # dead after the layer: shared
+        xs = _project(*_fold_input_weights(cell, params, k, B, ws), k, x, inp, ws)  # shared
         w_hh, b_hh = params[f"rnn.weight_hh_l{k}"], params[f"rnn.bias_hh_l{k}"]
         hs, final, cell_cache = cell.forward(xs, layer_state, w_hh, b_hh, cfg.activation,
                                              layer_ws)
@@ -170,7 +180,10 @@ def forward(params, cfg, x, state, dropout_rng=None, ws=FRESH):
 def _head(params, inp, ws):
     """The logits (N, V) of the top layer's outputs inp (T, H, B), and inp's rows (H, N)."""
     T, H, B = inp.shape
-    top = feature_rows(inp, ws.empty("top", (H, T * B), inp.dtype))
+    if B == 1:                          # (T, H, 1) is already the rows' transpose: no copy
+        top = inp.reshape(T, H).T
+    else:
+        top = feature_rows(inp, ws.empty("top", (H, T * B), inp.dtype))
     w, b = params["head.weight"], params["head.bias"]
     logits = np.matmul(top.T, w.T, out=ws.empty("logits", (T * B, w.shape[0]), inp.dtype))
     logits += b
@@ -185,18 +198,29 @@ def _dropout_mask(rng, drop, hs, ws):
     return mask
 
 
-def infer(params, cfg, x, state, ws=FRESH):
+def fold_for_inference(params, cfg, batch):
+    """Per layer, the weights infer uses, folded once for a whole text instead of per chunk:
+    (input weights, input bias, folded W_hh, b_hh). batch: the streams infer will be given."""
+    cell = CELLS[cfg.cell]
+    return [(*_fold_input_weights(cell, params, k, batch),
+             cell.fold_recurrent(params[f"rnn.weight_hh_l{k}"]), params[f"rnn.bias_hh_l{k}"])
+            for k in range(cfg.layers)]
+
+
+def infer(params, cfg, x, state, ws=FRESH, folded=None):
     """forward for scoring: no dropout, no cache. Returns logits (T*B, V) and the state.
 
-    With a workspace (ws), the logits live in it until the next call; every array here dies
-    within its layer's turn, so the layers share them.
+    folded: fold_for_inference(params, cfg, B), to reuse over the chunks of a text (else made
+    here). With a workspace (ws), the logits live in it until the next call; every array here
+    dies within its layer's turn, so the layers share them.
     """
     cell = CELLS[cfg.cell]
     T, B = x.shape
+    if folded is None:
+        folded = fold_for_inference(params, cfg, B)
     inp, new_state = None, []
-    for k, layer_state in enumerate(_transposed(state)):
-        xs = _input_projection(cell, params, k, x, inp, ws)
-        w_hh, b_hh = params[f"rnn.weight_hh_l{k}"], params[f"rnn.bias_hh_l{k}"]
+    for k, (layer_state, (w_in, b_in, w_hh, b_hh)) in enumerate(zip(_transposed(state), folded)):
+        xs = _project(w_in, b_in, k, x, inp, ws)
         inp, final = cell.infer(xs, layer_state, w_hh, b_hh, cfg.activation, ws)  # (T, H, B)
         new_state.append(final)
     logits, _ = _head(params, inp, ws)

@@ -8,8 +8,11 @@ Arrays are feature-major, (T, features, B) (see charlm.layers); states are (H, B
                                                  into what forward wants, in place (b_hh folded in
                                                  where it sits outside a product, sigmoid gates
                                                  pre-scaled by 1/2)
+    fold_recurrent(w_hh, out=None) -> w         W_hh with the same pre-scale (RNN: W_hh itself)
     forward(xs, state, w_hh, b_hh, activation) -> hs, state, cache      xs (T, G*H, B)
-    infer(xs, state, w_hh, b_hh, activation) -> hs, state               forward without a cache
+    infer(xs, state, fold_recurrent(w_hh), b_hh, activation) -> hs, state
+                                                 forward without a cache; the folded W_hh is made
+                                                 once per text, not per chunk
     backward(dhs, dstate, cache) -> d_input, d_hidden, dstate0
 
 forward, infer and backward take an optional last argument ws, a charlm.workspace.Workspace

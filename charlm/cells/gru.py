@@ -32,10 +32,12 @@ def fold_input(xp, b_hh):
     return xp
 
 
-def _scaled(w_hh, H, ws):
-    """W_hh with its sigmoid rows pre-scaled like the folded input, (3H, H)."""
-    out = ws.empty("w_scaled", w_hh.shape, w_hh.dtype)
-    return scale_rows(w_hh, gate_scale(H, w_hh.dtype), out)
+def fold_recurrent(w_hh, out=None):
+    """W_hh with its sigmoid rows pre-scaled like the folded input, (3H, H).
+
+    out: a (3H, H) array to write into (else a new one).
+    """
+    return scale_rows(w_hh, gate_scale(w_hh.shape[1], w_hh.dtype), out)
 
 
 def forward(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
@@ -47,7 +49,7 @@ def forward(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
     T, G, B = xs.shape
     H = G // 3
     dt = xs.dtype
-    w_scaled = _scaled(w_hh, H, ws)
+    w_scaled = fold_recurrent(w_hh, ws.empty("w_scaled", w_hh.shape, dt))
     b_hn = np.repeat(b_hh[2 * H:, None], B, axis=1)         # (H, B): no per-row broadcast
     rz = ws.empty("rz", (T, 2 * H, B), dt)                   # r and z values
     gh_n = ws.empty("gh_n", (T, H, B), dt)                   # W_hn h + b_hn, needed for dr
@@ -74,12 +76,14 @@ def forward(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
     return hs, (h.copy(),), (h0, rz, ns, gh_n, hs, w_hh)
 
 
-def infer(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
-    """forward without the cache, for scoring text: the same numbers, less memory traffic."""
+def infer(xs, state, w_scaled, b_hh, activation=None, ws=FRESH):
+    """forward without the cache, for scoring text: the same numbers, less memory traffic.
+
+    w_scaled: fold_recurrent(W_hh), made once for a whole text rather than once per chunk.
+    """
     (h0,) = state
     T, G, B = xs.shape
     H = G // 3
-    w_scaled = _scaled(w_hh, H, ws)
     b_hn = np.repeat(b_hh[2 * H:, None], B, axis=1)         # (H, B): no per-row broadcast
     gh = np.empty((G, B), xs.dtype)
     rz, gh_n = gh[:2 * H], gh[2 * H:]

@@ -55,10 +55,12 @@ def fold_input(xp, b_hh):
     return xp
 
 
-def _scaled(w_hh, H, ws):
-    """W_hh with its sigmoid rows pre-scaled like the folded input, (4H, H)."""
-    out = ws.empty("w_scaled", w_hh.shape, w_hh.dtype)
-    return scale_rows(w_hh, gate_scale(H, w_hh.dtype), out)
+def fold_recurrent(w_hh, out=None):
+    """W_hh with its sigmoid rows pre-scaled like the folded input, (4H, H).
+
+    out: a (4H, H) array to write into (else a new one).
+    """
+    return scale_rows(w_hh, gate_scale(w_hh.shape[1], w_hh.dtype), out)
 
 
 def forward(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
@@ -71,7 +73,7 @@ def forward(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
     T, G, B = xs.shape
     H = G // 4
     dt = xs.dtype
-    w_scaled = _scaled(w_hh, H, ws)
+    w_scaled = fold_recurrent(w_hh, ws.empty("w_scaled", w_hh.shape, dt))
     to_sigmoid = _sigmoid_maker(H, B, dt)
     acts = ws.empty("acts", xs.shape, dt)                    # (T, 4H, B) gate values i, f, g, o
     cs = ws.empty("cs", (T, H, B), dt)
@@ -96,12 +98,14 @@ def forward(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
     return hs, (h.copy(), c.copy()), cache
 
 
-def infer(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
-    """forward without the cache, for scoring text: the same numbers, less memory traffic."""
+def infer(xs, state, w_scaled, b_hh, activation=None, ws=FRESH):
+    """forward without the cache, for scoring text: the same numbers, less memory traffic.
+
+    w_scaled: fold_recurrent(W_hh), made once for a whole text rather than once per chunk.
+    """
     h0, c0 = state
     T, G, B = xs.shape
     H = G // 4
-    w_scaled = _scaled(w_hh, H, ws)
     a = np.empty((G, B), xs.dtype)
     i, f, g, o = (a[k * H:(k + 1) * H] for k in range(4))
     to_sigmoid = _sigmoid_maker(H, B, xs.dtype)

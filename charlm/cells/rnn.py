@@ -20,6 +20,11 @@ def fold_input(xp, b_hh):
     return xp
 
 
+def fold_recurrent(w_hh, out=None):
+    """W_hh as forward and infer use it: unchanged (no gate to pre-scale)."""
+    return w_hh
+
+
 def activate(a, activation):
     """tanh or relu, in place."""
     if activation == "tanh":
