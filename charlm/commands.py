@@ -22,6 +22,16 @@ from charlm.errors import CheckpointError, CorpusError, UsageError, die_by_signa
 from charlm.train import TrainConfig, Trainer, prepare_out_dir, steps_per_epoch
 
 err_console = Console(stderr=True, soft_wrap=True)   # a warning stays one greppable line
+PIPED_WIDTH = 160      # a table written to a file or a pipe: rich would assume 80 columns
+
+
+def _print_table(table, stderr=False):
+    """A table on stdout (or stderr); into a file or a pipe it keeps its natural width, so that
+    paths are not cut in two."""
+    console = Console(stderr=stderr)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(stderr=stderr, width=PIPED_WIDTH)
+    console.print(table)
 
 
 # ---- train ----------------------------------------------------------------------------------
@@ -236,7 +246,7 @@ def _print_train_summary(s, trainer, stopped_early=None):
         table.add_row("skipped steps", str(s["skipped"]))
     written = ["last.npz"] + (["best.npz"] if s["best_val"] is not None else [])
     table.add_row("checkpoints", ", ".join(str(trainer.out / name) for name in written))
-    Console(stderr=True).print(table)
+    _print_table(table, stderr=True)
 
 
 # ---- loading any checkpoint -----------------------------------------------------------------
@@ -373,7 +383,7 @@ def run_eval(path, files, corpus_paths, split, val_frac, streams, compare, unkno
         table.add_row(str(lm.path), _describe(lm.config), f"{r['chars']:,}",
                       f"{r['nats_per_char']:.4f}", f"{r['bits_per_char']:.4f}",
                       f"{r['perplexity']:.3f}")
-    Console().print(table)
+    _print_table(table)
     if any(r.get("skipped") for _, r in results):
         Console().print(f"skipped unknown characters: {results[0][1]['skipped']:,}")
 
@@ -470,7 +480,7 @@ def run_corpus_stats(files, rare, encoding_errors, as_json):
     table.add_row("unigram entropy", f"{stats['entropy_nats']:.4f} nats/char, "
                                      f"{stats['entropy_bits']:.4f} bits/char")
     table.add_row("most frequent", ", ".join(f"{c!r} {n:,}" for c, n in stats["top"]))
-    Console().print(table)
+    _print_table(table)
     if stats["rare"]:
         shown = ", ".join(f"{c!r} (U+{ord(c):04X}) x{n}" for c, n in stats["rare"][:20])
         err_console.print(f"[yellow]warning:[/] {len(stats['rare'])} characters occur fewer than "
@@ -510,7 +520,7 @@ def run_info(path, as_json):
         fp = config["data"].get("fingerprint", {})
         table.add_row("corpus", f"{fp.get('chars', 0):,} characters, "
                                 f"sha256 {str(fp.get('sha256'))[:16]}…")
-    Console().print(table)
+    _print_table(table)
 
 
 
