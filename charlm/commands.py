@@ -169,6 +169,9 @@ def _train_with_progress(trainer, tcfg, vocab, corpus, quiet):
         f"vocabulary {vocab.size}; batch {tcfg.batch_size} x {tcfg.seq_len}; "
         f"run directory {trainer.out}", highlight=False)
     val_text, warned_skip, stopped_early = "-", False, None
+    # a file or a pipe gets one line per validation instead of a redrawn bar
+    log_lines, chars_per_s = not quiet and not sys.stderr.isatty(), 0.0
+    of_steps = f" of {trainer.total_steps:,}" if trainer.total_steps else ""
     try:
         for event in trainer.run():
             kind = event["event"]
@@ -179,16 +182,17 @@ def _train_with_progress(trainer, tcfg, vocab, corpus, quiet):
                            f"({event['loss']:g}) or gradient norm ({event['grad_norm']:g}); its "
                            "update was skipped")
                 _say_beside(bar, message)
-            if kind == "start" and not quiet:
+            if kind == "start" and not quiet and not log_lines:
                 total = event["total_steps"] or None
                 unit = "step" if total else "s"
                 if tcfg.time_budget and not total:
                     total = tcfg.time_budget
-                # a log file (not a terminal) gets a line every 30 s, not one per step
                 bar = tqdm(total=total, unit=unit, dynamic_ncols=True, file=sys.stderr,
-                           initial=0, mininterval=0.2 if sys.stderr.isatty() else 30,
+                           initial=0, mininterval=0.2,
                            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} "
                            "[{elapsed}<{remaining}{postfix}]")
+            elif kind == "step" and log_lines:
+                chars_per_s = event["chars_per_s"]
             elif kind == "step" and bar is not None:
                 bar.n = event["step"] if trainer.total_steps else min(event["elapsed"], bar.total)
                 bar.set_postfix_str(f"loss {event['loss']:.3f}, val {val_text}, "
@@ -197,6 +201,12 @@ def _train_with_progress(trainer, tcfg, vocab, corpus, quiet):
             elif kind == "eval":
                 if event["val_loss"] is not None:
                     val_text = f"{event['val_loss']:.3f}"
+                if log_lines:
+                    best = " (best so far)" if event["improved"] else ""
+                    err_console.print(
+                        f"step {event['step']:,}{of_steps}, {event['elapsed']:.0f} s: train loss "
+                        f"{event['train_loss']:.3f}, val {val_text}{best}, "
+                        f"{chars_per_s / 1000:.1f}k chars/s", highlight=False)
             elif kind == "complete":
                 err_console.print(f"already complete at step {event['step']}; nothing to do")
             elif kind == "interrupted":

@@ -159,6 +159,17 @@ def test_patience_stops_a_run_that_stopped_improving_and_says_so(small_corpus, t
     assert bundle.load(tmp_path / "run" / "last.npz")[0].config["progress"]["step"] == 15
 
 
+def test_progress_into_a_file_is_one_line_per_validation(small_corpus, tmp_path, capfd):
+    code, _, err = run(capfd, "train", small_corpus, "--layers", "1", "--hidden", "8",
+                       "--batch-size", "2", "--seq-len", "8", "--steps", "12",
+                       "--eval-every", "4", "--out", tmp_path / "run")
+    assert code == 0, err
+    assert "\r" not in err                   # no redrawn bar in a log
+    progress = [line for line in err.splitlines() if line.startswith("step ")]
+    assert [line.split(",")[0] for line in progress] == [f"step {n} of 12" for n in (4, 8, 12)]
+    assert all("val " in line and "chars/s" in line for line in progress)
+
+
 def test_info(trained, capfd):
     code, out, _ = run(capfd, "info", trained / "best.npz", "--json")
     report = json.loads(out)
