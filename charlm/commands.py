@@ -499,6 +499,12 @@ def run_corpus_stats(files, rare, encoding_errors, as_json):
 
 # ---- info -----------------------------------------------------------------------------------
 
+# what a 0 means for these training settings (a limit not set, a feature off, the default)
+ZERO_MEANS = {"steps": "off", "epochs": "off", "time_budget": "off", "patience": "off",
+              "clip_value": "off", "weight_decay": "off", "state_reset": "off",
+              "eval_every": "default", "eval_seconds": "default", "eval_chars": "all"}
+
+
 def run_info(path, as_json):
     lm = load_any(path)
     config = lm.config
@@ -523,9 +529,15 @@ def run_info(path, as_json):
         if nats is not None:
             table.add_row(key.replace("_", " "), f"{nats:.4f} nats/char "
                           f"({loss.bits_per_char(nats):.4f} bits/char, ppl {math.exp(nats):.3f})")
+    model_config = config.get("model") or {}
     for section in ("model", "train"):
         for k, v in (config.get(section) or {}).items():
-            table.add_row(f"{section}.{k}", str(v))
+            if section == "train" and k in model_config:
+                continue                        # shown under model
+            if k == "activation" and model_config.get("cell") != "rnn":
+                continue                        # the RNN's nonlinearity only
+            shown = ZERO_MEANS[k] if section == "train" and k in ZERO_MEANS and not v else v
+            table.add_row(f"{section}.{k}", str(shown))
     if config.get("data"):
         fp = config["data"].get("fingerprint", {})
         table.add_row("corpus", f"{fp.get('chars', 0):,} characters, "

@@ -175,6 +175,12 @@ def test_info(trained, capfd):
     report = json.loads(out)
     assert code == 0 and report["model"]["cell"] == "gru" and report["step"] == 12
     assert report["parameters"] > 0 and report["vocab_size"] > 10
+    code, out, _ = run(capfd, "info", trained / "best.npz")
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip()
+            for line in out.splitlines() if line.count("│") == 3}
+    assert code == 0 and rows["model.hidden"] == "16" and rows["train.steps"] == "12"
+    assert rows["train.patience"] == "off" and rows["train.eval_every"] == "default"
+    assert "train.hidden" not in rows and "model.activation" not in rows   # shown once; GRU
 
 
 def test_refuses_to_overwrite_a_run_without_force(trained, small_corpus, capfd):
