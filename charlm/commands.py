@@ -162,8 +162,10 @@ def _train_with_progress(trainer, tcfg, vocab, corpus, quiet):
     train_chars = len(trainer.train_ids)
     n_files = corpus.fingerprint.get("files", 1)
     source = f" from {n_files:,} files" if n_files > 1 else ""
+    done_steps = trainer.progress["step"]
+    verb = f"resuming at step {done_steps:,}: training" if done_steps else "training"
     err_console.print(
-        f"training a {tcfg.layers}-layer {tcfg.cell.upper()} (hidden {tcfg.hidden}, "
+        f"{verb} a {tcfg.layers}-layer {tcfg.cell.upper()} (hidden {tcfg.hidden}, "
         f"{trainer.parameter_count():,} parameters) on {train_chars:,} characters "
         f"({corpus.fingerprint['chars'] - train_chars:,} more held out for validation){source}, "
         f"vocabulary {vocab.size}; batch {tcfg.batch_size} x {tcfg.seq_len}; "

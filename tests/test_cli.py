@@ -194,6 +194,7 @@ def test_resume_continues_to_the_same_end(trained, small_corpus, capfd):
     code, _, err = run(capfd, "train", small_corpus, "--resume", trained / "last.npz",
                        "--steps", "15", "--quiet")
     assert code == 0, err
+    assert err.startswith("resuming at step 12: training a 1-layer GRU")
     assert bundle.load(trained / "last.npz")[0].config["progress"]["step"] == 15
     code, _, err = run(capfd, "train", small_corpus, "--resume", trained / "last.npz",
                        "--hidden", "32", "--steps", "20")
