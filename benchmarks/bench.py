@@ -35,7 +35,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from charlm import data, evaluate
+from charlm import data, evaluate, model
 from charlm.cells import GATES
 from charlm.sample import Stepper, generate
 from charlm.train import TrainConfig, Trainer
@@ -98,6 +98,7 @@ class Figure:
     round_ratios: list[float] = field(default_factory=list)
     probe: list[float] = field(default_factory=list)     # GEMM seconds, one per round
     other_load: float | None = None                      # see LoadMeter
+    products_s: float | None = None     # evaluation: seconds per unit of the matrix products alone
 
     @property
     def rate_a(self):
@@ -110,6 +111,13 @@ class Figure:
     @property
     def ratio(self):
         return self.rate_a / self.rate_b if self.a and self.b else None
+
+    @property
+    def products_bound(self):
+        """The ratio charlm would reach if everything but its matrix products took no time."""
+        if self.products_s is None or not self.b:
+            return None
+        return self.chars / self.products_s / self.rate_b
 
 
 @dataclass
@@ -320,6 +328,41 @@ def flops_per_char(cell, layers, hidden, vocab):
     return 2 * weights
 
 
+def scoring_products_seconds(params, mcfg, streams, steps, reps=5):
+    """Seconds that charlm's scoring spends in matrix products alone for `steps` time steps
+    of `streams` streams: per layer the recurrent product of every step, the input projection
+    of each layer above the first, and the head; the same folded arrays, memory orders and
+    calls as charlm.model.infer (median of reps chunks of CHUNK_LEN steps, scaled to steps).
+    A lower bound on any numpy scoring pass: the elementwise work, the first layer's gather
+    and the loss come on top."""
+    S, T, H = streams, CHUNK_LEN, mcfg.hidden
+    dt = params["head.weight"].dtype
+    folded = model.fold_for_inference(params, mcfg, S)
+    rng = np.random.default_rng(0)
+    inp = rng.standard_normal((T, H, S)).astype(dt) * 0.1
+    h = np.ascontiguousarray(inp[0, :, 0]) if S == 1 else np.ascontiguousarray(inp[0])
+    head_w = params["head.weight"]
+    logits = np.empty((T * S, head_w.shape[0]), dt)
+    times = []
+    for _ in range(reps + 1):
+        t = time.perf_counter()
+        for k, (w_in, _, w_hh, _) in enumerate(folded):
+            a = np.empty((w_hh.shape[0],) if S == 1 else (w_hh.shape[0], S), dt)
+            for _ in range(T):
+                if S == 1:
+                    np.dot(h, w_hh.T, out=a)     # the kernel follows w_hh's memory order
+                else:
+                    np.dot(w_hh, h, out=a)
+            if k > 0:
+                if S == 1:
+                    np.matmul(inp.reshape(T, H), w_in.T)
+                else:
+                    np.matmul(w_in, inp, out=np.empty((T, w_in.shape[0], S), dt))
+        np.matmul(inp.transpose(0, 2, 1).reshape(T * S, H), head_w.T, out=logits)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times[1:]) * steps / T
+
+
 # ---- one configuration ----------------------------------------------------------------------
 
 def bench_config(name, cell, corpus, train_ids, val_ids, plans, torch, ref, workdir, gemm):
@@ -365,11 +408,11 @@ def bench_config(name, cell, corpus, train_ids, val_ids, plans, torch, ref, work
 
     sample_b = None
     if torch is not None:
-        model = ref.from_params(params, mcfg).eval()
+        torch_model = ref.from_params(params, mcfg).eval()
         torch.manual_seed(0)
 
         def sample_b():
-            ref.sample(model, prime, SAMPLE_LEN, 1.0)
+            ref.sample(torch_model, prime, SAMPLE_LEN, 1.0)
 
     row.sample = interleave(Figure(SAMPLE_LEN), sample_a, sample_b, plans["sample"], "sample")
 
@@ -385,12 +428,15 @@ def bench_config(name, cell, corpus, train_ids, val_ids, plans, torch, ref, work
         eval_b = warm_b = None
         if torch is not None:
             def eval_b(ids=ids, streams=streams, nll=nll):
-                nll["b"] = ref.score_ids(model, mcfg, ids, streams=streams, chunk_len=CHUNK_LEN)
+                nll["b"] = ref.score_ids(torch_model, mcfg, ids, streams=streams,
+                                         chunk_len=CHUNK_LEN)
 
             warm_b = functools.partial(eval_b, warm)
 
         fig = interleave(Figure(len(ids) - 1), eval_a, eval_b, plans["eval"],
                          f"eval streams {streams}", warm_a, warm_b)
+        fig.products_s = scoring_products_seconds(params, mcfg, streams,
+                                                  math.ceil((len(ids) - 1) / streams))
         setattr(row, attr, fig)
         if streams == 1 and "b" in nll:
             row.eval_check = (nll["a"][0] / nll["a"][1], nll["b"][0] / nll["b"][1])
@@ -660,16 +706,24 @@ def markdown(args, info, rows, peak, startup, memory, run_seconds, plans, self_r
         "one whole pass; chars/s = predictions / pass time. `nats check`: streams-1 nats/char "
         f"in each library. Target: ratio ≥ {EVAL_TARGET} at both.",
         "",
+        "`products bound` is the ratio charlm would reach if only its matrix products took "
+        "time: the same pass's recurrent products, projections of the layers above the "
+        "first and head, timed alone with charlm's own folded weights and calls "
+        "(`scoring_products_seconds`), against PyTorch's whole pass. Below 1, no numpy "
+        "scoring of that job can match PyTorch on this BLAS, whatever its elementwise work "
+        "costs.",
+        "",
         "| config | cell | S | charlm chars/s | PyTorch chars/s | ratio | round ratios | n "
-        "| other load | nats check |",
-        "|---|---|---:|---:|---:|---:|---|---:|---:|---|",
+        "| products bound | other load | nats check |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|",
     ]
     for r in rows:
         for S, fig in ((1, r.eval1), (16, r.eval16)):
             check = (f"{r.eval_check[0]:.5f} / {r.eval_check[1]:.5f}"
                      if S == 1 and r.eval_check else "")
             lines.append(_simple_row(r, fig, f"{S} | ")
-                         + f" {fmt_load(fig.other_load)} | {check} |")
+                         + f" {fmt_ratio(fig.products_bound)} | {fmt_load(fig.other_load)} "
+                         f"| {check} |")
     lines += ["", "## Start-up", ""]
     if startup:
         lines += ["Wall time of a whole process, median of 5 runs after one untimed run. "
