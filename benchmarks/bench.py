@@ -342,23 +342,26 @@ def scoring_products_seconds(params, mcfg, streams, steps, reps=5):
     inp = rng.standard_normal((T, H, S)).astype(dt) * 0.1
     h = np.ascontiguousarray(inp[0, :, 0]) if S == 1 else np.ascontiguousarray(inp[0])
     head_w = params["head.weight"]
+    top = np.ascontiguousarray(inp.transpose(0, 2, 1).reshape(T * S, H))
     logits = np.empty((T * S, head_w.shape[0]), dt)
+    G = folded[0][2].shape[0]
+    gates = np.empty((G,) if S == 1 else (G, S), dt)
+    projected = np.empty((T, G) if S == 1 else (T, G, S), dt)    # memory touched once, before
     times = []
     for _ in range(reps + 1):
         t = time.perf_counter()
         for k, (w_in, _, w_hh, _) in enumerate(folded):
-            a = np.empty((w_hh.shape[0],) if S == 1 else (w_hh.shape[0], S), dt)
             for _ in range(T):
                 if S == 1:
-                    np.dot(h, w_hh.T, out=a)     # the kernel follows w_hh's memory order
+                    np.dot(h, w_hh.T, out=gates)     # the kernel follows w_hh's memory order
                 else:
-                    np.dot(w_hh, h, out=a)
+                    np.dot(w_hh, h, out=gates)
             if k > 0:
                 if S == 1:
-                    np.matmul(inp.reshape(T, H), w_in.T)
+                    np.matmul(inp.reshape(T, H), w_in.T, out=projected)
                 else:
-                    np.matmul(w_in, inp, out=np.empty((T, w_in.shape[0], S), dt))
-        np.matmul(inp.transpose(0, 2, 1).reshape(T * S, H), head_w.T, out=logits)
+                    np.matmul(w_in, inp, out=projected)
+        np.matmul(top, head_w.T, out=logits)
         times.append(time.perf_counter() - t)
     return statistics.median(times[1:]) * steps / T
 

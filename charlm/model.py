@@ -204,16 +204,16 @@ def fold_for_inference(params, cfg, batch):
     (input weights, input bias, folded W_hh, b_hh). batch: the streams infer will be given."""
     cell = CELLS[cfg.cell]
     return [(*_fold_input_weights(cell, params, k, batch),
-             _recurrent_for_inference(cell, cfg, params[f"rnn.weight_hh_l{k}"], batch),
+             _recurrent_for_inference(cell, params[f"rnn.weight_hh_l{k}"], batch),
              params[f"rnn.bias_hh_l{k}"]) for k in range(cfg.layers)]
 
 
-def _recurrent_for_inference(cell, cfg, w_hh, batch):
-    """The folded W_hh, stored column-major for the LSTM's one-stream GEMV h @ W^T while the
+def _recurrent_for_inference(cell, w_hh, batch):
+    """The folded W_hh, stored column-major for the cells' one-stream GEMV h @ W^T while the
     BLAS would run that GEMV on one thread: there the column-major kernel is up to 30% faster
-    (H 128-320); from GEMV_THREADED_SIZE up, the row-major one is as fast or faster."""
+    (LSTM, H 128-320); from GEMV_THREADED_SIZE up, the row-major one is as fast or faster."""
     w = cell.fold_recurrent(w_hh)
-    if batch == 1 and cfg.cell == "lstm" and w.size < GEMV_THREADED_SIZE:
+    if batch == 1 and w.size < GEMV_THREADED_SIZE:
         w = np.asfortranarray(w)
     return w
 

@@ -51,9 +51,34 @@ def forward(xs, state, w_hh, b_hh=None, activation="tanh", ws=FRESH):
 
 
 def infer(xs, state, w_hh, b_hh=None, activation="tanh", ws=FRESH):
-    """forward for scoring text: the cache is the outputs, so this is forward without it."""
+    """forward for scoring text: the cache is the outputs, so this is forward without it.
+
+    At one stream the product is h @ w_hh.T on plain vectors, so the caller picks the GEMV
+    kernel by the memory order it gives w_hh (model.fold_for_inference).
+    """
+    if xs.shape[2] == 1:
+        return _infer_one_stream(xs, state, w_hh, activation)
     hs, final, _ = forward(xs, state, w_hh, b_hh, activation, ws)
     return hs, final
+
+
+def _infer_one_stream(xs, state, w_hh, activation):
+    """infer at B = 1: a call on an (H,) vector costs less than on (H, 1)."""
+    T, H, _ = xs.shape
+    hs = np.empty((T, H, 1), xs.dtype)
+    h = state[0].reshape(H)
+    w_t = w_hh.T
+    dot, add = np.dot, np.add
+    tanh = activation == "tanh"
+    for x, a in zip(xs.reshape(T, H), hs.reshape(T, H)):
+        dot(h, w_t, a)                                        # out= given by position
+        add(a, x, a)
+        if tanh:
+            np.tanh(a, a)
+        else:
+            np.maximum(a, 0, out=a)
+        h = a
+    return hs, (h.reshape(H, 1).copy(),)
 
 
 def backward(dhs, dstate, cache, ws=FRESH):
