@@ -147,7 +147,7 @@ class Trainer:
         self.progress = {"step": 0, "epoch": 0, "window": 0, "elapsed": 0.0, "best_val": None,
                          "last_val": None, "skipped": 0, "consecutive_skips": 0,
                          "evals_since_best": 0, "optimizer_step": 0, "initial_loss": None,
-                         "smoothed_loss": None}
+                         "smoothed_loss": None, "budget_spent": None}
         if resume is not None:
             self._restore(resume)
         self.stop_signal = None                           # set by the CLI's signal handler
@@ -202,7 +202,10 @@ class Trainer:
     def run(self):
         """Train until the first stopping rule; yields event dicts for the CLI."""
         t, p = self.tcfg, self.progress
-        if self._finished(p["elapsed"]):
+        # a time-budget run stops a final validation's length before the budget, so its saved
+        # elapsed time is short of it: it records the budget it spent instead
+        spent = t.time_budget and p["budget_spent"] and p["budget_spent"] >= t.time_budget
+        if self._finished(p["elapsed"]) or spent:
             yield {"event": "complete", "step": p["step"]}
             return
         started = time.perf_counter() - p["elapsed"]
@@ -232,6 +235,8 @@ class Trainer:
                        "path": str(self.out / "last.npz")}
                 return
             done = self._finished(p["elapsed"] + reserve)
+            if done and not (self.total_steps and p["step"] >= self.total_steps):
+                p["budget_spent"] = t.time_budget            # saved with the final validation
             due = p["elapsed"] >= next_eval_time if by_time else p["step"] % eval_every == 0
             if due or done:
                 eval_started = time.perf_counter()

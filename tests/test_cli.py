@@ -204,6 +204,22 @@ def test_resume_continues_to_the_same_end(trained, small_corpus, capfd):
     assert code == 0 and "already complete" in err
 
 
+def test_a_spent_time_budget_resumes_as_complete_and_a_larger_one_extends(small_corpus,
+                                                                          tmp_path, capfd):
+    out = tmp_path / "budget"
+    args = ("train", small_corpus, "--hidden", "16", "--layers", "1", "--seq-len", "16",
+            "--batch-size", "4", "--eval-chars", "200", "--out", out, "--quiet")
+    code, _, err = run(capfd, *args, "--time-budget", "1")
+    assert code == 0, err
+    steps = bundle.load(out / "last.npz")[0].config["progress"]["step"]
+    code, _, err = run(capfd, *args, "--time-budget", "1", "--resume", out / "last.npz")
+    assert code == 0 and f"already complete at step {steps}" in err
+    assert bundle.load(out / "last.npz")[0].config["progress"]["step"] == steps
+    code, _, err = run(capfd, *args, "--time-budget", "2", "--resume", out / "last.npz")
+    assert code == 0, err
+    assert bundle.load(out / "last.npz")[0].config["progress"]["step"] > steps
+
+
 @pytest.mark.parametrize("args,expected_code,fragment", [
     (("sample", "{ckpt}", "--temperature", "nan"), 2, "--temperature"),
     (("sample", "{ckpt}", "--temperature", "inf"), 2, "--temperature"),
