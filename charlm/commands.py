@@ -34,14 +34,20 @@ def _print_table(table, stderr=False):
     console.print(table)
 
 
+def _read_corpus(paths, encoding_errors):
+    """data.read_corpus, with its warnings (files skipped, bytes replaced) on stderr."""
+    corpus = data.read_corpus(paths, encoding_errors)
+    for warning in corpus.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    return corpus
+
+
 # ---- train ----------------------------------------------------------------------------------
 
 def run_train(corpus_paths, given, limits, *, order, out, resume, force, encoding_errors, quiet):
     if given.get("cell") == "ngram":
         return _train_ngram(corpus_paths, given, order, out, force, encoding_errors)
-    corpus = data.read_corpus(corpus_paths, encoding_errors)
-    for warning in corpus.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    corpus = _read_corpus(corpus_paths, encoding_errors)
     ckpt = None
     if resume is not None:
         ckpt, vocab = bundle.load(resume)
@@ -114,9 +120,7 @@ def _train_ngram(corpus_paths, given, order, out, force, encoding_errors):
     if ignored:
         raise UsageError(f"--cell ngram takes --order and --val-frac, not "
                          f"{', '.join('--' + k.replace('_', '-') for k in ignored)}")
-    corpus = data.read_corpus(corpus_paths, encoding_errors)
-    for warning in corpus.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    corpus = _read_corpus(corpus_paths, encoding_errors)
     out = Path(out or Path("runs") / (Path(corpus_paths[0]).stem + "-ngram"))
     if out.resolve() in {Path(p).resolve() for p in corpus_paths}:
         raise UsageError(f"--out {out} is the corpus itself; choose a directory for the run")
@@ -417,7 +421,7 @@ def _texts_for(lm, files, corpus_paths, split, val_frac, unknown, encoding_error
             texts.append(ids)
             skipped += n
         return texts, skipped
-    corpus = data.read_corpus(corpus_paths, encoding_errors)
+    corpus = _read_corpus(corpus_paths, encoding_errors)
     trained_on = lm.config.get("data", {}).get("fingerprint")
     if split != "all" and trained_on and trained_on != corpus.fingerprint:
         err_console.print(f"note: {lm.path} was trained on a different text, so this --split "
@@ -479,7 +483,7 @@ def run_corpus_synth(kind, out, chars, order, alphabet, seed):
 
 def run_corpus_stats(files, rare, encoding_errors, as_json):
     from charlm import corpus
-    read = data.read_corpus(files, encoding_errors)
+    read = _read_corpus(files, encoding_errors)
     text = read.vocab.decode(read.ids)
     stats = corpus.corpus_stats(text, rare_threshold=rare)
     if as_json:

@@ -170,6 +170,19 @@ def test_progress_into_a_file_is_one_line_per_validation(small_corpus, tmp_path,
     assert all("val " in line and "chars/s" in line for line in progress)
 
 
+def test_every_command_reading_a_directory_warns_of_the_files_it_skips(trained, small_corpus,
+                                                                       tmp_path, capfd):
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    (folder / "a.txt").write_text(Path(small_corpus).read_text(encoding="utf-8"), encoding="utf-8")
+    (folder / "image.bin").write_bytes(b"\x89PNG\x00\x00\x01")
+    for args in (("corpus", "stats", folder),
+                 ("eval", "perplexity", trained / "best.npz", "--corpus", folder)):
+        code, _, err = run(capfd, *args)
+        assert code == 0, err
+        assert "warning:" in err and "image.bin" in err, (args, err)
+
+
 def test_info(trained, capfd):
     code, out, _ = run(capfd, "info", trained / "best.npz", "--json")
     report = json.loads(out)
