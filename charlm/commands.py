@@ -304,6 +304,9 @@ def run_sample(path, prime, length, temperature, top_k, top_p, seed, unknown):
         if len(prime_ids) == 0:
             raise CorpusError("no character of --prime is in the model's vocabulary; "
                               "give a prime made of characters from the training text")
+        if skipped:
+            err_console.print(f"note: skipped {skipped} character{'s' * (skipped > 1)} of "
+                              "--prime that the model's vocabulary lacks", highlight=False)
     else:
         start = next((c for c in ("\n", " ") if vocab.index(c) is not None), vocab.char(0))
         prime_ids = np.array([vocab.index(start)])

@@ -115,9 +115,10 @@ def test_streams_give_nearly_the_same_score(trained, small_corpus, capfd):
 def test_unknown_characters(trained, tmp_path, capfd):
     code, _, err = run(capfd, "sample", trained / "best.npz", "--prime", "The €")
     assert_one_line_error(err, code, 3, "U+20AC", "--unknown skip")
-    code, out, _ = run(capfd, "sample", trained / "best.npz", "--prime", "The €", "--unknown",
-                       "skip", "--length", "5", "--seed", "1")
+    code, out, err = run(capfd, "sample", trained / "best.npz", "--prime", "The €", "--unknown",
+                         "skip", "--length", "5", "--seed", "1")
     assert code == 0 and out.startswith("The ")
+    assert "skipped 1 character of --prime" in err
     text = tmp_path / "odd.txt"
     text.write_text("The dog €€ barks")
     code, _, err = run(capfd, "eval", "perplexity", trained / "best.npz", text)
