@@ -453,6 +453,9 @@ def run_corpus_fetch(name, source, dest):
                        unit_scale=name == "tinyshakespeare", file=sys.stderr, desc=name)
         bar.n = done
         bar.refresh()
+
+    if not sys.stderr.isatty():
+        progress = None                     # a bar's redraws would only clutter a log file
     try:
         if name == "tinyshakespeare":
             path = corpus.fetch_tinyshakespeare(Path(dest), source_file=source, progress=progress)
