@@ -11,6 +11,8 @@ Key layout (format version 1), every array one zip member:
 An n-gram checkpoint holds ngram/* arrays instead of params/optim/state (see ngram.py).
 """
 
+import numpy as np
+
 from charlm import __version__, model
 from charlm.checkpoint import load_checkpoint, save_checkpoint
 from charlm.errors import CheckpointError
@@ -40,6 +42,34 @@ def _field(section, key, kind, lo=None, hi=None, choices=None):
     return value
 
 
+_COUNT = (int, 0, 1 << 62)
+_SECONDS = ((int, float), 0.0, 1e12)
+_LOSS = ((int, float), -1e30, 1e30)
+# progress fields a resume reads: (kind, lo, hi); the second group may also be None
+_PROGRESS = {"step": _COUNT, "epoch": _COUNT, "window": _COUNT, "skipped": _COUNT,
+             "consecutive_skips": _COUNT, "evals_since_best": _COUNT, "optimizer_step": _COUNT,
+             "elapsed": _SECONDS}
+_PROGRESS_OR_NONE = {"best_val": _LOSS, "last_val": _LOSS, "initial_loss": _LOSS,
+                     "smoothed_loss": _LOSS, "budget_spent": _SECONDS}
+
+
+def check_progress(config):
+    """The progress section of a training checkpoint, each field a resume reads validated
+    (counts, seconds, losses, the random generator's state); raises CheckpointError."""
+    progress = config.get("progress")
+    if not isinstance(progress, dict):
+        raise CheckpointError("config is missing 'progress'")
+    for key, (kind, lo, hi) in (_PROGRESS | _PROGRESS_OR_NONE).items():
+        if key in progress and not (key in _PROGRESS_OR_NONE and progress[key] is None):
+            _field(progress, key, kind, lo, hi)
+    if "rng" in progress:
+        try:
+            np.random.PCG64().state = progress["rng"]
+        except (TypeError, ValueError, KeyError, OverflowError):
+            raise CheckpointError("config field 'rng' has an invalid value") from None
+    return progress
+
+
 def model_config_from(config):
     """ModelConfig from a checkpoint's config, every field validated."""
     m = config.get("model") if isinstance(config, dict) else None
@@ -67,6 +97,7 @@ def schema(config, version):
         from charlm import ngram_bundle
         return ngram_bundle.schema(config)
     cfg = model_config_from(config)
+    check_progress(config)
     train = config.get("train")
     optimizer = _field(train, "optimizer", str, choices=tuple(MOMENTS))
     batch = _field(train, "batch_size", int, 1, 1 << 20)

@@ -400,6 +400,21 @@ def test_c9_resume_from_a_corrupt_checkpoint_exits_4_and_starts_nothing(trained,
     assert snapshot(trained) == before
 
 
+@pytest.mark.parametrize("key, value", [("step", "abc"), ("elapsed", [1]), ("best_val", "x"),
+                                        ("budget_spent", -1), ("rng", {"state": 1})])
+def test_resume_from_a_checkpoint_with_a_malformed_progress_field_exits_4(
+        trained, small_corpus, tmp_path, capfd, key, value):
+    ckpt, _ = bundle.load(trained / "last.npz")
+    config = json.loads(json.dumps(ckpt.config))
+    config["progress"][key] = value
+    bad = tmp_path / "bad.npz"
+    checkpoint.save_checkpoint(bad, dict(ckpt.arrays), config, bundle.FORMAT_VERSION)
+    code, _, err = run(capfd, "train", small_corpus, "--resume", bad, "--steps", "6",
+                       "--out", tmp_path / "out", "--quiet")
+    assert_error(err, code, 4, str(bad), f"'{key}'")
+    assert not (tmp_path / "out").exists()
+
+
 def test_c10_resume_when_complete_exits_0_and_touches_no_file(trained, small_corpus, capfd):
     before = snapshot(trained)
     for extra in ((), ("--steps", "3")):
