@@ -54,7 +54,7 @@ _PROGRESS_OR_NONE = {"best_val": _LOSS, "last_val": _LOSS, "initial_loss": _LOSS
 
 
 def check_progress(config):
-    """The progress section of a training checkpoint, each field a resume reads validated
+    """Validates each field of a training checkpoint's progress section that a resume reads
     (counts, seconds, losses, the random generator's state); raises CheckpointError."""
     progress = config.get("progress")
     if not isinstance(progress, dict):
@@ -67,7 +67,6 @@ def check_progress(config):
             np.random.PCG64().state = progress["rng"]
         except (TypeError, ValueError, KeyError, OverflowError):
             raise CheckpointError("config field 'rng' has an invalid value") from None
-    return progress
 
 
 def model_config_from(config):

@@ -202,10 +202,7 @@ class Trainer:
     def run(self):
         """Train until the first stopping rule; yields event dicts for the CLI."""
         t, p = self.tcfg, self.progress
-        # a time-budget run stops a final validation's length before the budget, so its saved
-        # elapsed time is short of it: it records the budget it spent instead
-        spent = t.time_budget and p["budget_spent"] and p["budget_spent"] >= t.time_budget
-        if self._finished(p["elapsed"]) or spent:
+        if self._finished(p["elapsed"]):
             yield {"event": "complete", "step": p["step"]}
             return
         started = time.perf_counter() - p["elapsed"]
@@ -235,7 +232,7 @@ class Trainer:
                        "path": str(self.out / "last.npz")}
                 return
             done = self._finished(p["elapsed"] + reserve)
-            if done and not (self.total_steps and p["step"] >= self.total_steps):
+            if self._budget_reached(p["elapsed"] + reserve):
                 p["budget_spent"] = t.time_budget            # saved with the final validation
             due = p["elapsed"] >= next_eval_time if by_time else p["step"] % eval_every == 0
             if due or done:
@@ -256,10 +253,15 @@ class Trainer:
                "parameters": int(self.flat.size), "skipped": p["skipped"]}
 
     def _finished(self, elapsed):
-        t, p = self.tcfg, self.progress
-        if self.total_steps and p["step"] >= self.total_steps:
+        if self.total_steps and self.progress["step"] >= self.total_steps:
             return True
-        return bool(t.time_budget) and elapsed >= t.time_budget
+        return self._budget_reached(elapsed)
+
+    def _budget_reached(self, elapsed):
+        """A time-budget run stops a final validation's length before its budget, so the
+        elapsed time it saves falls short of it: it also saves the budget it spent."""
+        t, p = self.tcfg, self.progress
+        return bool(t.time_budget) and max(elapsed, p["budget_spent"] or 0) >= t.time_budget
 
     def _progress_fraction(self):
         t, p = self.tcfg, self.progress

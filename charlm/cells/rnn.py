@@ -68,15 +68,10 @@ def _infer_one_stream(xs, state, w_hh, activation):
     hs = np.empty((T, H, 1), xs.dtype)
     h = state[0].reshape(H)
     w_t = w_hh.T
-    dot, add = np.dot, np.add
-    tanh = activation == "tanh"
     for x, a in zip(xs.reshape(T, H), hs.reshape(T, H)):
-        dot(h, w_t, a)                                        # out= given by position
-        add(a, x, a)
-        if tanh:
-            np.tanh(a, a)
-        else:
-            np.maximum(a, 0, out=a)
+        np.dot(h, w_t, a)                                     # out= given by position
+        np.add(a, x, a)
+        activate(a, activation)
         h = a
     return hs, (h.reshape(H, 1).copy(),)
 
