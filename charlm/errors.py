@@ -47,6 +47,11 @@ class DivergedError(CharlmError):
     exit_code = 6
 
 
+def one_line(text):
+    """str(text) squeezed onto one line: every message charlm prints is a single line."""
+    return " ".join(str(text).split())
+
+
 def die_by_signal(signum):
     """End the process by the signal itself, so the shell sees 128 + signum (130, 143) and a
     calling script stops too."""

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from charlm import autosize
+from charlm.train import autosize
 
 
 def fake_timer(per_mac=2e-9, overhead=0.005):
@@ -41,7 +41,7 @@ def test_a_big_model_for_its_text_gets_more_dropout_only_when_it_makes_many_pass
 
 
 def test_parameter_count_matches_the_model():
-    from charlm import model
+    from charlm.nn import model
     cfg = model.ModelConfig(cell="gru", vocab_size=65, hidden=32, layers=3)
     flat, _ = model.init_params(cfg, np.random.default_rng(0))
     assert autosize.parameter_count("gru", 65, 3, 32) == flat.size

@@ -1,5 +1,6 @@
-"""checkpoint.py: round trip, atomic saves under injected OS failures, and the loader's rejection
-matrix (reliability.md catalog A and B), plus a mutation fuzz of valid files.
+"""charlm.io.npz (the hardened container) and charlm.fs (its atomic write): round trip,
+atomic saves under injected OS failures, and the loader's rejection matrix (reliability.md
+catalog A and B), plus a mutation fuzz of valid files.
 
 The toy schema below stands in for the model's: the loader is generic, so every rule it enforces can
 be shown on four small arrays. tests/fuzz_checkpoint.py reuses mutate() and load_outcome() for
@@ -25,18 +26,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charlm import checkpoint
-from charlm.checkpoint import (
+from charlm import fs
+from charlm.errors import CheckpointError, OutputError
+from charlm.fs import remove_stale_temps
+from charlm.io.npz import (
     META_CONFIG,
     META_FORMAT_VERSION,
     Checkpoint,
     NonFiniteStateError,
     json_to_array,
     load_checkpoint,
-    remove_stale_temps,
     save_checkpoint,
 )
-from charlm.errors import CheckpointError, OutputError
 
 TOY_VERSION = 1
 TOY_CONFIG = {"kind": "toy", "n": 3}
@@ -232,7 +233,7 @@ def test_disk_full_during_write_keeps_the_previous_checkpoint(saved, monkeypatch
         os.write(fd, data[:len(data) // 2])
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(checkpoint, "_write_bytes", half_then_full)
+    monkeypatch.setattr(fs, "_write_bytes", half_then_full)
     with pytest.raises(OutputError) as caught:
         save_checkpoint(saved, toy_arrays(seed=1), TOY_CONFIG, TOY_VERSION)
     message = str(caught.value)
@@ -250,7 +251,7 @@ def test_failed_fsync_is_a_failed_save_and_is_not_retried(saved, monkeypatch, co
         calls.append(fd)
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(checkpoint.os, "fsync", failing_fsync)
+    monkeypatch.setattr(fs.os, "fsync", failing_fsync)
     with pytest.raises(OutputError, match=os.strerror(code)):
         save_checkpoint(saved, toy_arrays(seed=1), TOY_CONFIG, TOY_VERSION)
     assert len(calls) == 1
@@ -267,7 +268,7 @@ def test_failed_directory_fsync_is_reported_and_the_file_is_whole(saved, monkeyp
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         real_fsync(fd)
 
-    monkeypatch.setattr(checkpoint.os, "fsync", second_call_fails)
+    monkeypatch.setattr(fs.os, "fsync", second_call_fails)
     with pytest.raises(OutputError, match="Input/output error"):
         save_checkpoint(saved, toy_arrays(seed=1), TOY_CONFIG, TOY_VERSION)
     monkeypatch.undo()
@@ -282,7 +283,7 @@ def test_failed_rename_keeps_the_previous_checkpoint(saved, monkeypatch):
     def refuse(src, dst):
         raise OSError(errno.EACCES, os.strerror(errno.EACCES))
 
-    monkeypatch.setattr(checkpoint.os, "replace", refuse)
+    monkeypatch.setattr(fs.os, "replace", refuse)
     with pytest.raises(OutputError, match="Permission denied"):
         save_checkpoint(saved, toy_arrays(seed=1), TOY_CONFIG, TOY_VERSION)
     monkeypatch.undo()
@@ -296,7 +297,7 @@ def test_interrupt_during_write_removes_the_temp_and_propagates(saved, monkeypat
         os.write(fd, data[:100])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(checkpoint, "_write_bytes", interrupted)
+    monkeypatch.setattr(fs, "_write_bytes", interrupted)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(saved, toy_arrays(seed=1), TOY_CONFIG, TOY_VERSION)
     _assert_previous_intact(saved, previous)
@@ -318,7 +319,7 @@ def test_read_only_filesystem_is_an_output_error(tmp_path, monkeypatch):
     def read_only(**kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(fs.tempfile, "mkstemp", read_only)
     target = tmp_path / "x.npz"
     with pytest.raises(OutputError, match=f"could not write checkpoint {target}: Read-only"):
         save_checkpoint(target, toy_arrays(), TOY_CONFIG, TOY_VERSION)
@@ -415,7 +416,7 @@ def test_permission_error_is_refused_even_as_root(saved, monkeypatch):
             raise OSError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
         return real_open(path, flags, *args)
 
-    monkeypatch.setattr(checkpoint.os, "open", denying_open)
+    monkeypatch.setattr(fs.os, "open", denying_open)
     assert load_error(saved) == f"{saved}: cannot read: Permission denied"
 
 

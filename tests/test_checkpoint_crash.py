@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from charlm.checkpoint import load_checkpoint, remove_stale_temps, save_checkpoint
 from charlm.errors import CheckpointError
+from charlm.fs import remove_stale_temps
+from charlm.io.npz import load_checkpoint, save_checkpoint
 
 ROWS, COLS = 4096, 256          # float32: 4 MiB, so a save takes long enough to be interrupted
 KILLS = 25
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHILD = """
 import sys
 import numpy as np
-from charlm.checkpoint import json_to_array, save_checkpoint
+from charlm.io.npz import json_to_array, save_checkpoint
 
 def naive_save(path, arrays, config, format_version):
     with open(path, "wb") as f:     # truncates the good file first: what charlm must not do

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charlm import bundle
 from charlm.cli import main
+from charlm.io import checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,7 +48,8 @@ def test_train_writes_checkpoints_metrics_and_a_summary(trained, capfd):
     assert {p.name for p in trained.iterdir()} >= {"last.npz", "best.npz", "metrics.jsonl"}
     records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["step"] == 12 and records[-1]["val_loss"] > 0
-    ckpt, vocab = bundle.load(trained / "best.npz")
+    ckpt = checkpoint.load(trained / "best.npz")
+    vocab = ckpt.vocab
     assert ckpt.config["progress"]["step"] == 12 and vocab.size > 10
 
 
@@ -86,7 +87,7 @@ def test_eval_json_and_compare(trained, small_corpus, capfd):
 def test_eval_split_val_equals_the_training_validation_loss(trained, small_corpus, capfd):
     code, out, _ = run(capfd, "eval", "perplexity", trained / "last.npz", "--corpus",
                        small_corpus, "--split", "val", "--streams", "16", "--json")
-    ckpt, _ = bundle.load(trained / "last.npz")
+    ckpt = checkpoint.load(trained / "last.npz")
     assert code == 0
     assert json.loads(out)["nats_per_char"] == pytest.approx(ckpt.config["progress"]["last_val"],
                                                              rel=1e-12)
@@ -157,7 +158,7 @@ def test_patience_stops_a_run_that_stopped_improving_and_says_so(small_corpus, t
                        "--quiet")
     assert code == 0, err
     assert "stopping early at step 15: validation loss not improved for 2 evaluations" in err
-    assert bundle.load(tmp_path / "run" / "last.npz")[0].config["progress"]["step"] == 15
+    assert checkpoint.load(tmp_path / "run" / "last.npz").config["progress"]["step"] == 15
 
 
 def test_progress_into_a_file_is_one_line_per_validation(small_corpus, tmp_path, capfd):
@@ -209,7 +210,7 @@ def test_resume_continues_to_the_same_end(trained, small_corpus, capfd):
                        "--steps", "15", "--quiet")
     assert code == 0, err
     assert err.startswith("resuming at step 12: training a 1-layer GRU")
-    assert bundle.load(trained / "last.npz")[0].config["progress"]["step"] == 15
+    assert checkpoint.load(trained / "last.npz").config["progress"]["step"] == 15
     code, _, err = run(capfd, "train", small_corpus, "--resume", trained / "last.npz",
                        "--hidden", "32", "--steps", "20")
     assert_one_line_error(err, code, 2, "--hidden 32")
@@ -225,13 +226,13 @@ def test_a_spent_time_budget_resumes_as_complete_and_a_larger_one_extends(small_
             "--batch-size", "4", "--eval-chars", "200", "--out", out, "--quiet")
     code, _, err = run(capfd, *args, "--time-budget", "1")
     assert code == 0, err
-    steps = bundle.load(out / "last.npz")[0].config["progress"]["step"]
+    steps = checkpoint.load(out / "last.npz").config["progress"]["step"]
     code, _, err = run(capfd, *args, "--time-budget", "1", "--resume", out / "last.npz")
     assert code == 0 and f"already complete at step {steps}" in err
-    assert bundle.load(out / "last.npz")[0].config["progress"]["step"] == steps
+    assert checkpoint.load(out / "last.npz").config["progress"]["step"] == steps
     code, _, err = run(capfd, *args, "--time-budget", "2", "--resume", out / "last.npz")
     assert code == 0, err
-    assert bundle.load(out / "last.npz")[0].config["progress"]["step"] > steps
+    assert checkpoint.load(out / "last.npz").config["progress"]["step"] > steps
 
 
 @pytest.mark.parametrize("args,expected_code,fragment", [
@@ -297,6 +298,6 @@ def test_a_signal_saves_then_exits_with_the_signal_status(small_corpus, tmp_path
     assert proc.returncode == -signum, err        # died by the signal: the shell shows `status`
     assert 128 + signum == status
     assert "continue with --resume" in err and "Traceback" not in err
-    ckpt, _ = bundle.load(out / "last.npz")
+    ckpt = checkpoint.load(out / "last.npz")
     assert ckpt.config["progress"]["step"] > 0
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]

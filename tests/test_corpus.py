@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charlm import corpus
+from charlm.data import sources as corpus
+from charlm.data import synth
 from charlm.errors import CorpusError
 
 SERVED = b"First Citizen:\nBefore we proceed any further, hear me speak.\n" * 50
@@ -227,7 +228,7 @@ def empirical_conditional_entropy(text: str, order: int) -> float:
 
 @pytest.mark.parametrize("order, alphabet", [(1, "ab"), (2, "abc"), (3, "abcd")])
 def test_markov_rate_matches_a_long_sample(order, alphabet):
-    text, rate = corpus.synth_markov(300_000, order=order, alphabet=alphabet, seed=order)
+    text, rate = synth.synth_markov(300_000, order=order, alphabet=alphabet, seed=order)
     assert len(text) == 300_000 and set(text) <= set(alphabet)
     assert 0 < rate < math.log(len(alphabet))
     assert abs(empirical_conditional_entropy(text, order) - rate) < 0.01
@@ -236,27 +237,27 @@ def test_markov_rate_matches_a_long_sample(order, alphabet):
 def test_markov_rate_by_hand():
     K = 5
     uniform = np.full((K**2, K), 1.0 / K)
-    assert corpus.markov_entropy_rate(uniform) == pytest.approx(math.log(K), abs=1e-12)
+    assert synth.markov_entropy_rate(uniform) == pytest.approx(math.log(K), abs=1e-12)
     # two states, flip with probability a from 0 and b from 1: pi = (b, a) / (a + b)
     a, b = 0.1, 0.4
     h = lambda p: -p * math.log(p) - (1 - p) * math.log(1 - p)    # noqa: E731
     two_state = np.array([[1 - a, a], [b, 1 - b]])
-    assert corpus.markov_entropy_rate(two_state) == pytest.approx((b * h(a) + a * h(b)) / (a + b))
+    assert synth.markov_entropy_rate(two_state) == pytest.approx((b * h(a) + a * h(b)) / (a + b))
     # a very flat Dirichlet gives nearly uniform transitions
-    _, rate = corpus.synth_markov(10, order=2, alphabet="abcde", concentration=1e9)
+    _, rate = synth.synth_markov(10, order=2, alphabet="abcde", concentration=1e9)
     assert rate == pytest.approx(math.log(5), abs=1e-6)
 
 
 def test_markov_is_reproducible():
-    assert corpus.synth_markov(500, seed=3) == corpus.synth_markov(500, seed=3)
-    assert corpus.synth_markov(500, seed=3)[0] != corpus.synth_markov(500, seed=4)[0]
-    assert corpus.synth_markov(1, order=3)[0] in "abcde"
+    assert synth.synth_markov(500, seed=3) == synth.synth_markov(500, seed=3)
+    assert synth.synth_markov(500, seed=3)[0] != synth.synth_markov(500, seed=4)[0]
+    assert synth.synth_markov(1, order=3)[0] in "abcde"
     with pytest.raises(ValueError):
-        corpus.synth_markov(10, alphabet="aab")
+        synth.synth_markov(10, alphabet="aab")
 
 
 def test_brackets_structure_and_rate():
-    text, rate = corpus.synth_brackets(200_000, seed=1)
+    text, rate = synth.synth_brackets(200_000, seed=1)
     assert len(text) == 200_000
     units = text.split("\n")[:-1]                         # the last one may be cut short
     lengths = []
@@ -272,7 +273,7 @@ def test_brackets_structure_and_rate():
 def test_brackets_rate_matches_the_true_model_on_a_sample():
     """Score a long sample character by character with the source's own predictive law."""
     min_len, max_len, K = 5, 12, 3
-    text, rate = corpus.synth_brackets(400_000, seed=2, alphabet="xyz", min_len=min_len,
+    text, rate = synth.synth_brackets(400_000, seed=2, alphabet="xyz", min_len=min_len,
                                        max_len=max_len)
     nats = 0.0
     units = text.split("\n")[:-1]
@@ -288,7 +289,7 @@ def test_brackets_rate_matches_the_true_model_on_a_sample():
 
 
 def test_corpus_stats_on_a_known_string():
-    stats = corpus.corpus_stats("abracadabra\nab\n", rare_threshold=2)
+    stats = synth.corpus_stats("abracadabra\nab\n", rare_threshold=2)
     assert stats["chars"] == 15
     assert stats["lines"] == 2
     assert stats["vocab_size"] == 6
@@ -297,5 +298,5 @@ def test_corpus_stats_on_a_known_string():
     assert stats["entropy_nats"] == pytest.approx(-(probs * np.log(probs)).sum())
     assert stats["entropy_bits"] == pytest.approx(stats["entropy_nats"] / math.log(2))
     assert stats["rare"] == [("c", 1), ("d", 1)]
-    assert corpus.corpus_stats("no newline")["lines"] == 1
-    assert corpus.corpus_stats("")["entropy_nats"] == 0.0
+    assert synth.corpus_stats("no newline")["lines"] == 1
+    assert synth.corpus_stats("")["entropy_nats"] == 0.0

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charlm import data
+from charlm.data import text as data
+from charlm.data.vocab import Vocab
 from charlm.errors import CorpusError, UsageError
-from charlm.vocab import Vocab
 
 RICH = "héllo 世界 🙂\x00\r\nline two\rthree\n\ufeffend €"
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from charlm import evaluate, model
+from charlm.nn import inference, model
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
@@ -20,8 +20,8 @@ def test_streams_score_their_pieces_as_single_streams_would(cell, streams):
     piece = math.ceil(n_pred / streams)
     expected = 0.0
     for start in range(0, n_pred, piece):         # a piece starts one character early
-        nll, count = evaluate.score_ids(params, cfg, ids[start:start + piece + 1], chunk_len=32)
+        nll, count = inference.score_ids(params, cfg, ids[start:start + piece + 1], chunk_len=32)
         expected += nll
-    total, count = evaluate.score_ids(params, cfg, ids, streams=streams, chunk_len=32)
+    total, count = inference.score_ids(params, cfg, ids, streams=streams, chunk_len=32)
     assert count == n_pred
     assert total == pytest.approx(expected, rel=1e-12)

@@ -24,9 +24,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charlm import bundle, checkpoint, data, loss, model
+from charlm import fs
 from charlm.cli import main
-from charlm.train import Trainer
+from charlm.data import text as data
+from charlm.io import checkpoint, npz
+from charlm.nn import loss, model
+from charlm.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ("--hidden", "8", "--layers", "1", "--batch-size", "2", "--seq-len", "8", "--quiet")
@@ -91,12 +94,12 @@ def temp_files(directory):
 def record_saves(monkeypatch):
     """Make every successful checkpoint save also remember the bytes it wrote, by file name."""
     saved = {}
-    real_save = bundle.save
+    real_save = checkpoint.save_neural
 
     def recording_save(path, *args, **kwargs):
         real_save(path, *args, **kwargs)
         saved[Path(path).name] = Path(path).read_bytes()
-    monkeypatch.setattr(bundle, "save", recording_save)
+    monkeypatch.setattr(checkpoint, "save_neural", recording_save)
     return saved
 
 
@@ -167,7 +170,7 @@ def test_d1_divergence_keeps_the_last_good_checkpoint_byte_for_byte(small_corpus
     assert set(saved) == {"last.npz", "best.npz"}
     for name, content in saved.items():
         assert (out / name).read_bytes() == content, name
-    ckpt, _ = bundle.load(out / "last.npz")
+    ckpt = checkpoint.load(out / "last.npz")
     assert ckpt.config["progress"]["step"] == 5
     assert [r["step"] for r in metrics(out)] == [5]
     assert temp_files(out) == []
@@ -195,7 +198,7 @@ def test_d2_one_non_finite_step_is_skipped_counted_and_training_goes_on(small_co
     assert err.count("warning: step 4 had a non-finite loss (nan)") == 1
     assert "skipped steps" in err               # the summary
     assert [(r["step"], r["skipped"]) for r in metrics(out)] == [(4, 1), (8, 1)]
-    ckpt, _ = bundle.load(out / "last.npz")
+    ckpt = checkpoint.load(out / "last.npz")
     assert ckpt.config["progress"]["skipped"] == 1 and ckpt.config["progress"]["step"] == 8
     assert ckpt.config["progress"]["optimizer_step"] == 7
 
@@ -220,7 +223,7 @@ def test_d4_an_inf_gradient_entry_is_caught_before_clipping(small_corpus, tmp_pa
     assert math.isfinite(step_loss) and norm == math.inf
     assert_unchanged(before, after)            # clipping inf would have made NaN weights
     assert "warning: step 3 had a non-finite loss" in err and "gradient norm (inf)" in err
-    ckpt, _ = bundle.load(out / "last.npz")    # loading checks every value is finite
+    ckpt = checkpoint.load(out / "last.npz")    # loading checks every value is finite
     assert ckpt.config["progress"]["skipped"] == 1
 
 
@@ -242,7 +245,7 @@ def test_d3_a_gradient_norm_beyond_float32_is_clipped_not_skipped(small_corpus, 
     assert 1e20 < norm < math.inf
     moved = np.abs(after[0] - before[0]).max()
     assert 0 < moved <= 0.1 * 5 * (1 + 1e-4)   # lr x clip-norm 5: the update was clipped
-    assert bundle.load(out / "last.npz")[0].config["progress"]["skipped"] == 0
+    assert checkpoint.load(out / "last.npz").config["progress"]["skipped"] == 0
 
 
 def test_b8_non_finite_weights_are_never_saved(small_corpus, tmp_path, capfd, monkeypatch):
@@ -250,7 +253,7 @@ def test_b8_non_finite_weights_are_never_saved(small_corpus, tmp_path, capfd, mo
 
     def poison_at_step_7(self):
         result = real_step(self)
-        if self.progress["step"] == 7:
+        if self.progress.step == 7:
             self.flat[0] = np.nan                # the update itself went bad
         return result
     monkeypatch.setattr(Trainer, "train_step", poison_at_step_7)
@@ -259,7 +262,7 @@ def test_b8_non_finite_weights_are_never_saved(small_corpus, tmp_path, capfd, mo
     code, _, err = train(capfd, small_corpus, out, "--eval-every", "5", steps=20)
     assert_error(err, code, 6, "lower --lr", "intact")
     assert (out / "last.npz").read_bytes() == saved["last.npz"]
-    assert bundle.load(out / "last.npz")[0].config["progress"]["step"] == 5
+    assert checkpoint.load(out / "last.npz").config["progress"]["step"] == 5
 
 
 # ---- B: writing checkpoints during training -----------------------------------------------------
@@ -270,13 +273,13 @@ def test_b2_b4_a_failed_save_exits_5_and_keeps_the_previous_checkpoint(
         small_corpus, tmp_path, capfd, monkeypatch, fault, message):
     saved = record_saves(monkeypatch)
     if fault == "enospc":
-        writes, real_write = itertools.count(1), checkpoint._write_bytes
+        writes, real_write = itertools.count(1), fs._write_bytes
 
         def write_bytes(fd, payload):          # saves 1, 2 = step 5's last and best; 3 fails
             if next(writes) == 3:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             real_write(fd, payload)
-        monkeypatch.setattr(checkpoint, "_write_bytes", write_bytes)
+        monkeypatch.setattr(fs, "_write_bytes", write_bytes)
     else:
         syncs, real_fsync = itertools.count(1), os.fsync
 
@@ -290,7 +293,7 @@ def test_b2_b4_a_failed_save_exits_5_and_keeps_the_previous_checkpoint(
     assert_error(err, code, 5, "could not write checkpoint", str(out / "last.npz"), message)
     assert "training summary" not in err       # no silent continue, no success report
     assert (out / "last.npz").read_bytes() == saved["last.npz"]
-    assert bundle.load(out / "last.npz")[0].config["progress"]["step"] == 5
+    assert checkpoint.load(out / "last.npz").config["progress"]["step"] == 5
     assert temp_files(out) == []
     assert [r["step"] for r in metrics(out)] == [5]
 
@@ -369,7 +372,7 @@ def test_b7_c3_a_live_training_process_holds_its_directory(text, small_corpus, t
         _, proc_err = proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGTERM, proc_err
     assert "SIGTERM: saved step" in proc_err and "Traceback" not in proc_err
-    assert bundle.load(out / "last.npz")[0].config["progress"]["step"] >= 20
+    assert checkpoint.load(out / "last.npz").config["progress"]["step"] >= 20
 
 
 def test_b10_a_foreign_file_named_last_npz_is_not_overwritten(small_corpus, tmp_path, capfd):
@@ -385,7 +388,7 @@ def test_b10_a_foreign_file_named_last_npz_is_not_overwritten(small_corpus, tmp_
     assert mine.read_bytes() == b"my own model, not charlm's"
     code, _, err = train(capfd, small_corpus, out, "--force")   # asked for: replaced
     assert code == 0, err
-    assert bundle.load(mine)[0].config["progress"]["step"] == 3
+    assert checkpoint.load(mine).config["progress"]["step"] == 3
 
 
 # ---- C: interrupts and resume -------------------------------------------------------------------
@@ -404,11 +407,11 @@ def test_c9_resume_from_a_corrupt_checkpoint_exits_4_and_starts_nothing(trained,
                                         ("budget_spent", -1), ("rng", {"state": 1})])
 def test_resume_from_a_checkpoint_with_a_malformed_progress_field_exits_4(
         trained, small_corpus, tmp_path, capfd, key, value):
-    ckpt, _ = bundle.load(trained / "last.npz")
+    ckpt = checkpoint.load(trained / "last.npz")
     config = json.loads(json.dumps(ckpt.config))
     config["progress"][key] = value
     bad = tmp_path / "bad.npz"
-    checkpoint.save_checkpoint(bad, dict(ckpt.arrays), config, bundle.FORMAT_VERSION)
+    npz.save_checkpoint(bad, dict(ckpt.arrays), config, checkpoint.FORMAT_VERSION)
     code, _, err = run(capfd, "train", small_corpus, "--resume", bad, "--steps", "6",
                        "--out", tmp_path / "out", "--quiet")
     assert_error(err, code, 4, str(bad), f"'{key}'")
@@ -472,7 +475,7 @@ def test_c4_ctrl_c_before_the_first_checkpoint_still_saves_one(text, small_corpu
     err = "".join(seen)
     assert proc.returncode == -signal.SIGINT, err
     assert not (out / "best.npz").exists()     # no evaluation ever ran
-    assert bundle.load(out / "last.npz")[0].config["progress"]["step"] >= 1
+    assert checkpoint.load(out / "last.npz").config["progress"]["step"] >= 1
     assert temp_files(out) == []
 
 
@@ -507,12 +510,12 @@ def test_e6_e7_invalid_utf8_is_an_error_with_its_offset_or_replaced_on_request(t
     code, _, err = train(capfd, corpus, out, "--encoding-errors", "replace")
     assert code == 0, err
     assert "1 invalid UTF-8 sequence(s) replaced by U+FFFD" in err
-    _, vocab = bundle.load(out / "last.npz")
+    vocab = checkpoint.load(out / "last.npz").vocab
     assert vocab.index("\ufffd") is not None and vocab.index("\xe9") is None
     code, _, err = run(capfd, "train", corpus, "--resume", out / "last.npz", "--steps", "4",
                        "--encoding-errors", "replace", "--quiet")
     assert code == 0, err
-    assert bundle.load(out / "last.npz")[0].config["progress"]["step"] == 4
+    assert checkpoint.load(out / "last.npz").config["progress"]["step"] == 4
 
 
 def test_e9_e11_bom_is_stripped_and_crlf_kept(text, tmp_path, capfd):
@@ -522,7 +525,8 @@ def test_e9_e11_bom_is_stripped_and_crlf_kept(text, tmp_path, capfd):
     out = tmp_path / "run"
     code, _, err = train(capfd, corpus, out)
     assert code == 0, err
-    ckpt, vocab = bundle.load(out / "last.npz")
+    ckpt = checkpoint.load(out / "last.npz")
+    vocab = ckpt.vocab
     assert vocab.index("\ufeff") is None
     assert vocab.index("\r") is not None and vocab.index("\n") is not None
     assert ckpt.config["data"]["fingerprint"]["chars"] == len(text)   # BOM not counted
@@ -541,7 +545,8 @@ def test_e13_a_directory_skips_binary_files_with_a_warning_and_trains(text, tmp_
     code, _, err = train(capfd, corpus, out)
     assert code == 0, err
     assert "warning:" in err and "b.bin" in err and "looks binary" in err
-    ckpt, vocab = bundle.load(out / "last.npz")
+    ckpt = checkpoint.load(out / "last.npz")
+    vocab = ckpt.vocab
     assert vocab.index("\0") is None and vocab.index("Ω") is None
     fingerprint = ckpt.config["data"]["fingerprint"]
     assert fingerprint["files"] == 1 and fingerprint["chars"] == len(text)
@@ -554,7 +559,7 @@ def test_e13_a_named_file_with_nul_bytes_trains_with_a_warning_and_keeps_nul(tex
     code, _, err = train(capfd, corpus, out)
     assert code == 0, err
     assert "looks binary" in err
-    assert bundle.load(out / "last.npz")[1].index("\0") is not None
+    assert checkpoint.load(out / "last.npz").vocab.index("\0") is not None
 
 
 def test_e16_a20_fifos_are_refused_at_once_never_read(text, tmp_path, small_corpus):
@@ -589,7 +594,7 @@ for args in (["train", {str(fifo)!r}, "--out", {str(out / 'x')!r}],
     assert f"error: {fifo} is a FIFO, not a regular file" in err
     assert f"skipped {texts / 'b.txt'}: not a regular file" in err
     assert "not a regular file" in err.splitlines()[-2]            # the checkpoint loader's words
-    assert bundle.load(out / "last.npz")[0].config["data"]["fingerprint"]["files"] == 1
+    assert checkpoint.load(out / "last.npz").config["data"]["fingerprint"]["files"] == 1
 
 
 def test_e14_more_than_65535_distinct_characters(tmp_path, capfd):
@@ -607,7 +612,8 @@ def test_e14_more_than_65535_distinct_characters(tmp_path, capfd):
                        "0.001", "--out", out, "--quiet")
     assert code == 0, err
     assert "vocabulary has 67952 symbols" in err           # the size warning
-    ckpt, vocab = bundle.load(out / "last.npz")
+    ckpt = checkpoint.load(out / "last.npz")
+    vocab = ckpt.vocab
     assert vocab.size == len(codepoints) and ckpt.config["model"]["vocab_size"] == vocab.size
     assert list(vocab.codepoints) == codepoints
     code, sampled, err = run(capfd, "sample", out / "last.npz", "--prime", chr(0x10000),
@@ -734,7 +740,7 @@ def _rewrite_member(src, dst, key, array):
 def test_a16_nan_weights_are_refused_by_sample_eval_and_resume(trained, small_corpus, tmp_path,
                                                                capfd):
     good = trained / "best.npz"
-    ckpt, _ = bundle.load(good)
+    ckpt = checkpoint.load(good)
     weights = ckpt.arrays["params/rnn.weight_hh_l0"].copy()
     weights.flat[[0, 5, 9]] = [np.nan, np.inf, -np.inf]
     bad = tmp_path / "nan.npz"
@@ -748,7 +754,7 @@ def test_a16_nan_weights_are_refused_by_sample_eval_and_resume(trained, small_co
 
 def test_d10_weights_that_overflow_to_non_finite_probabilities(trained, small_corpus, tmp_path,
                                                               capfd):
-    ckpt, _ = bundle.load(trained / "best.npz")
+    ckpt = checkpoint.load(trained / "best.npz")
     arrays = dict(ckpt.arrays)
     hidden = ckpt.config["model"]["hidden"]
     bias = arrays["params/rnn.bias_ih_l0"].copy()          # GRU gates r, z, n
@@ -758,7 +764,7 @@ def test_d10_weights_that_overflow_to_non_finite_probabilities(trained, small_co
     head[::2] *= -1                            # every value finite, so the loader accepts it,
     arrays["params/head.weight"] = head        # but 8 x 3e38 overflows float32: logits +-inf
     huge = tmp_path / "huge.npz"
-    checkpoint.save_checkpoint(huge, arrays, ckpt.config, bundle.FORMAT_VERSION)
+    npz.save_checkpoint(huge, arrays, ckpt.config, checkpoint.FORMAT_VERSION)
     for args in (("sample", huge, "--prime", "The ", "--length", "20", "--seed", "1"),
                  ("sample", huge, "--prime", "The ", "--length", "20", "--temperature", "0"),
                  ("eval", "perplexity", huge, small_corpus)):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from charlm.layers import feature_rows, gather_columns_grad, shifted_rows
+from charlm.nn.layout import feature_rows, gather_columns_grad, shifted_rows
 
 
 @pytest.mark.parametrize("num_cols,n", [(7, 50), (2000, 3000)])   # few and many distinct ids

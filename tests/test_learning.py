@@ -4,8 +4,10 @@ import json
 
 import numpy as np
 
-from charlm import data, evaluate
-from charlm.train import TrainConfig, Trainer
+from charlm.data import text as data
+from charlm.nn import inference
+from charlm.train.config import TrainConfig
+from charlm.train.trainer import Trainer
 
 TEXT_200 = ("It is a truth universally acknowledged, that a single man in possession of a good "
             "fortune, must be in want of a wife. However little known the feelings or views of "
@@ -29,7 +31,7 @@ def test_overfits_a_200_character_text(tmp_path):
     tcfg = TrainConfig(cell="lstm", layers=1, hidden=64, seq_len=66, batch_size=1, lr=0.02,
                        steps=300, val_frac=0.0, lr_schedule="constant")
     trainer, corpus = _train(path, tcfg, tmp_path / "run")
-    nll, count = evaluate.score_ids(trainer.params, trainer.mcfg, corpus.ids)
+    nll, count = inference.score_ids(trainer.params, trainer.mcfg, corpus.ids)
     assert count == 199
     assert nll / count < 0.05
 
@@ -38,7 +40,7 @@ def test_300_steps_on_tiny_shakespeare_beat_the_unigram_entropy(tiny_shakespeare
     tcfg = TrainConfig(cell="lstm", layers=1, hidden=128, seq_len=64, batch_size=32,
                        steps=300, eval_every=300, eval_streams=16)
     trainer, _ = _train(tiny_shakespeare, tcfg, tmp_path / "run")
-    val = trainer.progress["best_val"]
+    val = trainer.progress.best_val
     assert val < 3.35, val
     record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["val_loss"] == val and np.isfinite(record["train_loss"])

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from gradcheck import numeric_grad, rel_error
 
-from charlm import loss, model
-from charlm.model import ModelConfig
+from charlm.nn import inference, loss, model
+from charlm.nn.model import ModelConfig
 
 CASES = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
 
@@ -140,16 +140,16 @@ def test_float32_stays_float32():
 @pytest.mark.parametrize("cell,activation", CASES)
 def test_one_stream_inference_is_the_same_for_either_weight_order(cell, activation):
     # At one stream the folded W_hh is column-major for small models and row-major from
-    # model.GEMV_THREADED_SIZE up; the GEMV follows the order, the numbers must not.
+    # inference.GEMV_THREADED_SIZE up; the GEMV follows the order, the numbers must not.
     rng = np.random.default_rng(6)
     cfg, flat, params = _random_model(cell, activation, 2, rng)
     x = rng.integers(0, cfg.vocab_size, (6, 1))
     state = _random_state(cfg, 1, rng)
-    folded = model.fold_for_inference(params, cfg, 1)
+    folded = inference.fold_for_inference(params, cfg, 1)
     assert all(w_hh.flags.f_contiguous for _, _, w_hh, _ in folded)
     row_major = [(w, b, np.ascontiguousarray(w_hh), b_hh) for w, b, w_hh, b_hh in folded]
-    logits_f, final_f = model.infer(params, cfg, x, state, folded=folded)
-    logits_c, final_c = model.infer(params, cfg, x, state, folded=row_major)
+    logits_f, final_f = inference.infer(params, cfg, x, state, folded=folded)
+    logits_c, final_c = inference.infer(params, cfg, x, state, folded=row_major)
     assert np.allclose(logits_f, logits_c, rtol=1e-12, atol=1e-12)
     for a, b in zip(final_f, final_c):
         for u, v in zip(a, b):
@@ -164,7 +164,7 @@ def test_inference_path_equals_the_training_forward(cell, activation, B):
     x = rng.integers(0, cfg.vocab_size, (6, B))
     state = _random_state(cfg, B, rng)
     logits, final, _ = model.forward(params, cfg, x, state)
-    logits_infer, final_infer = model.infer(params, cfg, x, state)
+    logits_infer, final_infer = inference.infer(params, cfg, x, state)
     assert np.allclose(logits, logits_infer, rtol=1e-12, atol=1e-12)
     for a, b in zip(final, final_infer):
         for u, v in zip(a, b):

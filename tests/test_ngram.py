@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charlm.ngram import (
+from charlm.nn.kneser_ney import (
     NGramModel,
     _discounts,
     fit_kneser_ney,

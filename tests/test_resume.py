@@ -1,14 +1,16 @@
 """Resume is exact: N steps in one run equal k steps, save, resume, N - k steps, bitwise.
 
-The same test runs against resume code with each piece of state left out in turn, to prove it
-would catch a missing piece.
+The same test runs with each piece of saved state replaced in turn by what a fresh run starts
+from (as a resume that forgot the piece would), to prove it would catch a missing piece.
 """
 
 import numpy as np
 import pytest
 
-from charlm import bundle, data, train
-from charlm.train import TrainConfig, Trainer
+from charlm.data import text as data
+from charlm.io import checkpoint
+from charlm.train.config import TrainConfig
+from charlm.train.trainer import Trainer
 
 STEPS, STOP_AT = 9, 4
 
@@ -38,16 +40,31 @@ def corpus(small_corpus):
     return data.read_corpus([path])
 
 
-def _interrupted_then_resumed(corpus, tmp_path, tcfg, pieces=train.RESUME_PIECES):
+# What a resume that forgot a piece would start from: the piece as a fresh run has it.
+FORGET = {
+    "params": lambda c, fresh: c.arrays.update(
+        {k: v.copy() for k, v in fresh.items() if k.startswith("params/")}),
+    "moments": lambda c, fresh: c.arrays.update(
+        {k: np.zeros_like(v) for k, v in c.arrays.items() if k.startswith("optim/")}),
+    "optimizer_step": lambda c, fresh: c.config["progress"].update(optimizer_step=0),
+    "hidden_state": lambda c, fresh: c.arrays.update(
+        {k: np.zeros_like(v) for k, v in c.arrays.items() if k.startswith("state/")}),
+    "rng": lambda c, fresh: c.config["progress"].update(
+        rng=np.random.default_rng(_config().seed).bit_generator.state),
+    "position": lambda c, fresh: c.config["progress"].update(step=0, epoch=0, window=0,
+                                                             elapsed=0.0),
+}
+
+
+def _interrupted_then_resumed(corpus, tmp_path, tcfg, forget=None):
     first = _run(corpus, tcfg, tmp_path / "b", stop_at=STOP_AT)
-    assert first.progress["step"] == STOP_AT
-    ckpt, _ = bundle.load(tmp_path / "b" / "last.npz")
-    original = Trainer._restore
-    try:
-        Trainer._restore = lambda self, c: original(self, c, pieces=pieces)
-        return _run(corpus, tcfg, tmp_path / "b", resume=ckpt)
-    finally:
-        Trainer._restore = original
+    assert first.progress.step == STOP_AT
+    ckpt = checkpoint.load(tmp_path / "b" / "last.npz")
+    if forget is not None:
+        fresh = Trainer(tcfg, corpus.vocab, *data.split_train_val(corpus.ids, tcfg.val_frac),
+                        tmp_path / "b", {})
+        FORGET[forget](ckpt, {f"params/{k}": v for k, v in fresh.params.items()})
+    return _run(corpus, tcfg, tmp_path / "b", resume=ckpt)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "rmsprop", "adagrad", "sgd"])
@@ -56,17 +73,18 @@ def test_resume_equals_an_uninterrupted_run_bitwise(corpus, tmp_path, optimizer)
     straight = _run(corpus, tcfg, tmp_path / "a")
     resumed = _interrupted_then_resumed(corpus, tmp_path, tcfg)
     assert straight.windows < STEPS                    # the run crossed an epoch boundary
-    assert resumed.progress["step"] == STEPS
+    assert resumed.progress.step == STEPS
     assert np.array_equal(straight.flat, resumed.flat)
     for moment, buf in straight.opt.moments.items():
         assert np.array_equal(buf, resumed.opt.moments[moment])
-    assert straight.progress["best_val"] == resumed.progress["best_val"]
+    assert straight.progress.best_val == resumed.progress.best_val
 
 
-@pytest.mark.parametrize("missing", train.RESUME_PIECES)
+@pytest.mark.parametrize("missing", sorted(FORGET))
 def test_the_resume_test_catches_each_missing_piece(corpus, tmp_path, missing):
+    """A resume that started any one piece afresh instead of from the checkpoint would fail
+    the test above: the run it gives differs from the uninterrupted one."""
     tcfg = _config()
     straight = _run(corpus, tcfg, tmp_path / "a")
-    pieces = tuple(p for p in train.RESUME_PIECES if p != missing)
-    broken = _interrupted_then_resumed(corpus, tmp_path, tcfg, pieces)
+    broken = _interrupted_then_resumed(corpus, tmp_path, tcfg, forget=missing)
     assert not np.array_equal(straight.flat, broken.flat), missing

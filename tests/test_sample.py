@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from charlm import model
-from charlm.model import ModelConfig
-from charlm.sample import Stepper
+from charlm.nn import inference, model
+from charlm.nn.inference import Stepper
+from charlm.nn.model import ModelConfig
 
 
 @pytest.mark.parametrize("cell,activation",
@@ -16,7 +16,8 @@ def test_stepper_logits_equal_the_model_on_the_same_text(cell, activation):
     flat, params = model.init_params(cfg, rng, dtype=np.float64)
     flat += rng.standard_normal(flat.shape) * 0.3              # non-zero biases too
     ids = rng.integers(0, cfg.vocab_size, 12)
-    expected, _ = model.infer(params, cfg, ids[:, None], model.initial_state(cfg, 1, np.float64))
+    state = model.initial_state(cfg, 1, np.float64)
+    expected, _ = inference.infer(params, cfg, ids[:, None], state)
     stepper = Stepper(params, cfg)
     got = np.stack([stepper.step(int(i)).copy() for i in ids])
     assert np.allclose(got, expected, rtol=1e-10, atol=1e-12)

@@ -4,8 +4,8 @@ the same weights. Skipped where PyTorch is not installed (it is the optional `pa
 import numpy as np
 import pytest
 
-from charlm import evaluate, loss, model
-from charlm.model import ModelConfig
+from charlm.nn import inference, loss, model
+from charlm.nn.model import ModelConfig
 
 torch = pytest.importorskip("torch")
 
@@ -100,8 +100,8 @@ def test_float32_loss_matches_torch(cell, activation):
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_checkpoint_params_give_the_same_perplexity_in_torch(cell, tmp_path):
     """A charlm checkpoint's params/ arrays loaded into torch score a text identically."""
-    from charlm import bundle
-    from charlm.vocab import Vocab
+    from charlm.data.vocab import Vocab
+    from charlm.io import checkpoint
 
     rng = np.random.default_rng(2)
     cfg, flat, params, _, _, _ = _setup(cell, "tanh", np.float32, seed=2)
@@ -109,11 +109,11 @@ def test_checkpoint_params_give_the_same_perplexity_in_torch(cell, tmp_path):
     config = {"model": cfg.to_dict(), "train": {"optimizer": "sgd", "batch_size": 1},
               "progress": {}, "data": {}}
     path = tmp_path / "m.npz"
-    bundle.save(path, config, params, vocab, {}, model.initial_state(cfg, 1))
-    ckpt, _ = bundle.load(path)
+    checkpoint.save_neural(path, config, params, vocab, {}, model.initial_state(cfg, 1))
+    ckpt = checkpoint.load(path)
     loaded = {k[len("params/"):]: v for k, v in ckpt.arrays.items() if k.startswith("params/")}
     ids = rng.integers(0, cfg.vocab_size, 500)
-    nll, count = evaluate.score_ids(loaded, cfg, ids, streams=1)
+    nll, count = inference.score_ids(loaded, cfg, ids, streams=1)
 
     ref = to_torch(loaded, cfg, torch.float32)
     layers_state = model.initial_state(cfg, 1)

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from charlm.data.vocab import Vocab
 from charlm.errors import CorpusError, UsageError
-from charlm.vocab import Vocab
 
 MIXED = "héllo 世界 🙂\x00\r\nnext line\r\n\ufeff末尾"
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from charlm import evaluate, loss, model
-from charlm.workspace import FRESH, Workspace
+from charlm.nn import inference, loss, model
+from charlm.nn.workspace import FRESH, Workspace
 
 
 def test_the_same_name_and_shape_get_the_same_array():
@@ -53,6 +53,6 @@ def test_scoring_with_a_workspace_equals_scoring_without(cell, monkeypatch):
     cfg = model.ModelConfig(cell=cell, vocab_size=11, hidden=8, layers=2)
     _, params = model.init_params(cfg, np.random.default_rng(0))
     ids = np.random.default_rng(2).integers(0, cfg.vocab_size, 200)
-    reused = evaluate.score_ids(params, cfg, ids, streams=3, chunk_len=16)  # 5 chunks, 1 short
-    monkeypatch.setattr(evaluate, "Workspace", lambda: FRESH)
-    assert evaluate.score_ids(params, cfg, ids, streams=3, chunk_len=16) == reused
+    reused = inference.score_ids(params, cfg, ids, streams=3, chunk_len=16)  # 5 chunks, 1 short
+    monkeypatch.setattr(inference, "Workspace", lambda: FRESH)
+    assert inference.score_ids(params, cfg, ids, streams=3, chunk_len=16) == reused

@@ -5,13 +5,24 @@ The fused 3H axis holds the gates in the order r, z, n. b_hn stays inside the re
     r = sigmoid(gi_r + gh_r)      z = sigmoid(gi_z + gh_z)
     n = tanh(gi_n + r * gh_n)     h_t = (1 - z) * n + z * h_{t-1}
 sigmoid(x) = (tanh(x / 2) + 1) / 2; the r and z columns are pre-scaled by 1/2 once per chunk.
-Feature-major arrays (see charlm.layers): xs (T, 3H, B), hs (T, H, B); state (h,), h (H, B).
+Feature-major arrays (see charlm.nn.layout): xs (T, 3H, B), hs (T, H, B); state (h,), h (H, B).
 """
 
 import numpy as np
 
-from charlm.layers import scale_rows
-from charlm.workspace import FRESH
+from charlm.nn.init import orthogonal_blocks
+from charlm.nn.layout import scale_rows
+from charlm.nn.workspace import FRESH
+
+GATES = 3
+STATE = ("h",)
+USES_ACTIVATION = False
+SEPARATE_RECURRENT = True       # the reset gate scales W_hn h + b_hn on its own
+
+
+def init_recurrent(w_hh, b_ih, rng):
+    """Orthogonal gate blocks; the biases stay zero."""
+    orthogonal_blocks(w_hh, rng)
 
 
 def gate_scale(H, dtype):
@@ -81,7 +92,7 @@ def infer(xs, state, w_scaled, b_hh, activation=None, ws=FRESH):
 
     w_scaled: fold_recurrent(W_hh), made once for a whole text rather than once per chunk. At
     one stream the product is h @ w_scaled.T, so the caller picks the GEMV kernel by the
-    memory order it gives w_scaled (model.fold_for_inference).
+    memory order it gives w_scaled (charlm.nn.inference).
     """
     if xs.shape[2] == 1:
         return _infer_one_stream(xs, state, w_scaled, b_hh)
@@ -187,3 +198,28 @@ def backward(dhs, dstate, cache, ws=FRESH):
         np.multiply(dh, z, out=tmp)                           # the direct path z * h_{t-1}
         dh_rec += tmp
     return dgi, dgh, (dh_rec,)
+
+
+def step_constants(b_hh, activation, dtype):
+    """b_hn (H,): the one bias that stays inside the reset product."""
+    return b_hh[2 * (len(b_hh) // 3):].copy()
+
+
+def step(a, xs, state, b_hn):
+    """One step on plain vectors: a (3H,) = the folded W_hh h, scratch; xs (3H,) the folded
+    input projection (W_ih x on its own: the reset gate scales only W_hn h + b_hn)."""
+    (h,) = state
+    H = len(h)
+    rz = a[:2 * H]
+    rz += xs[:2 * H]
+    np.tanh(rz, out=rz)
+    rz *= 0.5                                         # tanh(x/2) -> sigmoid(x)
+    rz += 0.5
+    n = a[2 * H:]
+    n += b_hn
+    n *= rz[:H]
+    n += xs[2 * H:]
+    np.tanh(n, out=n)
+    h -= n                                            # h' = n + z * (h - n)
+    h *= rz[H:]
+    h += n

@@ -6,13 +6,27 @@ The fused 4H axis holds the gates in the order i, f, g, o:
     c_t = f * c_{t-1} + i * g                               h_t = o * tanh(c_t)
 sigmoid(x) = (tanh(x / 2) + 1) / 2, so all four gates take one tanh call per step: the
 sigmoid columns of the input and of W_hh are pre-scaled by 1/2 once per chunk.
-Feature-major arrays (see charlm.layers): xs (T, 4H, B), hs (T, H, B); state (h, c), each (H, B).
+Feature-major arrays (see charlm.nn.layout): xs (T, 4H, B), hs (T, H, B); state (h, c), each (H, B).
 """
 
 import numpy as np
 
-from charlm.layers import scale_rows
-from charlm.workspace import FRESH
+from charlm.nn.init import orthogonal_blocks
+from charlm.nn.layout import scale_rows
+from charlm.nn.workspace import FRESH
+
+GATES = 4
+STATE = ("h", "c")
+USES_ACTIVATION = False
+SEPARATE_RECURRENT = False
+
+
+def init_recurrent(w_hh, b_ih, rng):
+    """Orthogonal gate blocks and a forget-gate bias of 1 (in b_ih), so that the cell starts by
+    keeping its memory (Gers et al., 2000; Jozefowicz et al., 2015)."""
+    orthogonal_blocks(w_hh, rng)
+    H = w_hh.shape[1]
+    b_ih[H:2 * H] = 1.0
 
 
 def gate_scale(H, dtype):
@@ -103,7 +117,7 @@ def infer(xs, state, w_scaled, b_hh, activation=None, ws=FRESH):
 
     w_scaled: fold_recurrent(W_hh), made once for a whole text rather than once per chunk. At
     one stream the product is h @ w_scaled.T, so the caller picks the GEMV kernel by the
-    memory order it gives w_scaled (model.fold_for_inference).
+    memory order it gives w_scaled (charlm.nn.inference).
     """
     if xs.shape[2] == 1:
         return _infer_one_stream(xs, state, w_scaled)
@@ -207,3 +221,26 @@ def backward(dhs, dstate, cache, ws=FRESH):
         da_f *= dc
         np.dot(w_hh_t, d, out=dh_rec)
     return da, da, (dh_rec, dc)
+
+
+def step_constants(b_hh, activation, dtype):
+    """(scale, shift, scratch): tanh(x/2) * scale + shift is sigmoid(x) on i, f, o and tanh(x)
+    on g, one tanh call for all four gates."""
+    scale = gate_scale(len(b_hh) // 4, dtype)
+    return scale, 1 - scale, np.empty(len(b_hh) // 4, dtype)
+
+
+def step(a, xs, state, constants):
+    """One step on plain vectors: a (4H,) = the folded W_hh h (+ W_ih x), scratch; (h, c)."""
+    h, c = state
+    scale, shift, ig = constants
+    H = len(h)
+    a += xs
+    np.tanh(a, out=a)
+    a *= scale
+    a += shift
+    c *= a[H:2 * H]                                   # c = f * c + i * g
+    np.multiply(a[:H], a[2 * H:3 * H], out=ig)
+    c += ig
+    np.tanh(c, out=h)                                 # h = o * tanh(c)
+    h *= a[3 * H:]

@@ -14,19 +14,18 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from charlm.cells import CELLS, GATES
-from charlm.layers import (
+from charlm.nn.cells import CELLS
+from charlm.nn.init import xavier_uniform
+from charlm.nn.layout import (
     ONE_HOT_MAX_COLS,
     feature_rows,
     gather_columns_grad,
     scale_rows,
     shifted_rows,
 )
-from charlm.workspace import FRESH
+from charlm.nn.workspace import FRESH
 
-CELL_NAMES = tuple(CELLS)
 SMALL_BATCH = 2        # below this many streams, per-chunk GEMMs beat per-step calls (measured)
-GEMV_THREADED_SIZE = 460_800    # OpenBLAS runs a float32 GEMV of this many weights on all threads
 
 
 @dataclass(frozen=True)
@@ -41,10 +40,19 @@ class ModelConfig:
     def to_dict(self):
         return asdict(self)
 
+    @property
+    def cell_module(self):
+        """The cell's equations (charlm.nn.cells)."""
+        return CELLS[self.cell]
+
+    def describe(self):
+        """How a user names this model: "2x128 GRU"."""
+        return f"{self.layers}x{self.hidden} {self.cell.upper()}"
+
 
 def param_shapes(cfg):
     """Name -> shape, matrices first, then biases (the optimizer decays the matrix prefix)."""
-    G, H, V = GATES[cfg.cell], cfg.hidden, cfg.vocab_size
+    G, H, V = cfg.cell_module.GATES, cfg.hidden, cfg.vocab_size
     matrices, biases = {}, {}
     for k in range(cfg.layers):
         matrices[f"rnn.weight_ih_l{k}"] = (G * H, V if k == 0 else H)
@@ -73,39 +81,32 @@ def matrix_size(cfg):
 
 
 def init_params(cfg, rng, dtype=np.float32):
-    """Xavier-uniform input and head weights, orthogonal recurrent gate blocks, zero biases
-    except an LSTM forget-gate bias of 1 (in bias_ih). Returns (flat, params)."""
+    """Xavier-uniform input and head weights, zero biases, then each layer's recurrent weights
+    as its cell initialises them (init_recurrent). Returns (flat, params)."""
     flat, params = allocate(param_shapes(cfg), dtype)
-    G, H, V = GATES[cfg.cell], cfg.hidden, cfg.vocab_size
+    H, V = cfg.hidden, cfg.vocab_size
     for k in range(cfg.layers):
-        D = V if k == 0 else H
-        bound = np.sqrt(6.0 / (D + H))
-        params[f"rnn.weight_ih_l{k}"][...] = rng.uniform(-bound, bound, (G * H, D))
-        for g in range(G):
-            q, r = np.linalg.qr(rng.standard_normal((H, H)))
-            q *= np.sign(np.diag(r))               # a uniformly random orthogonal matrix
-            params[f"rnn.weight_hh_l{k}"][g * H:(g + 1) * H] = q
-        if cfg.cell == "lstm":
-            params[f"rnn.bias_ih_l{k}"][H:2 * H] = 1.0
-    bound = np.sqrt(6.0 / (H + V))
-    params["head.weight"][...] = rng.uniform(-bound, bound, (V, H))
+        xavier_uniform(params[f"rnn.weight_ih_l{k}"], V if k == 0 else H, H, rng)
+        cfg.cell_module.init_recurrent(params[f"rnn.weight_hh_l{k}"],
+                                       params[f"rnn.bias_ih_l{k}"], rng)
+    xavier_uniform(params["head.weight"], H, V, rng)
     return flat, params
 
 
 def initial_state(cfg, batch, dtype=np.float32):
-    """Zero state: per layer (h,) or (h, c) for the LSTM, each (B, H)."""
-    parts = 2 if cfg.cell == "lstm" else 1
+    """Zero state: per layer one (B, H) array for each of the cell's STATE parts."""
+    parts = len(cfg.cell_module.STATE)
     return [tuple(np.zeros((batch, cfg.hidden), dtype) for _ in range(parts))
             for _ in range(cfg.layers)]
 
 
-def _transposed(state):
+def transposed(state):
     """Per layer, (B, H) arrays -> contiguous (H, B) arrays (the cells' layout), and back."""
     return [tuple(np.ascontiguousarray(s.T) for s in layer) for layer in state]
 
 
-def _fold_input_weights(cell, params, k, batch, ws=FRESH):
-    """Layer k's input weights with the cell's folding applied: (w, bias) for _project.
+def fold_input_weights(cell, params, k, batch, ws=FRESH):
+    """Layer k's input weights with the cell's folding applied: (w, bias) for project.
 
     fold_input is affine per gate, fold(W x + b) = scale * W x + fold(b), so it is folded into
     the weights. Layer 0 (a one-hot input times W_ih is a column of W_ih) gets a table with the
@@ -123,8 +124,8 @@ def _fold_input_weights(cell, params, k, batch, ws=FRESH):
     return w_folded, bias
 
 
-def _project(w, bias, k, x, inp, ws=FRESH):
-    """Layer k's folded input projection (T, G*H, B) from _fold_input_weights' (w, bias).
+def project(w, bias, k, x, inp, ws=FRESH):
+    """Layer k's folded input projection (T, G*H, B) from fold_input_weights' (w, bias).
 
     Layer 0 gathers columns of its table by the ids x (T, B); a layer above multiplies w by its
     input inp (T, H, B). At a small batch, whole-chunk operations beat one call per step.
@@ -151,19 +152,19 @@ def _project(w, bias, k, x, inp, ws=FRESH):
 def forward(params, cfg, x, state, dropout_rng=None, ws=FRESH):
     """x: (T, B) ids, time-major. Returns logits (T*B, V), the final state and the cache.
 
-    Inside, every per-step array is feature-major, (T, features, B) (see charlm.layers). With
+    Inside, every per-step array is feature-major, (T, features, B) (see charlm.nn.layout). With
     a dropout_rng and cfg.dropout > 0, each layer's output is dropped (inverted dropout)
-    before it feeds the next layer or the head. ws (a charlm.workspace.Workspace) lends the
+    before it feeds the next layer or the head. ws (a charlm.nn.workspace.Workspace) lends the
     large arrays; logits and the cache then live in it until the next step's forward.
     """
-    cell = CELLS[cfg.cell]
+    cell = cfg.cell_module
     T, B = x.shape
     drop = cfg.dropout if dropout_rng is not None else 0.0
     inp = None                                             # (T, H, B) input to layer k >= 1
     layer_caches, new_state = [], []
-    for k, layer_state in enumerate(_transposed(state)):
+    for k, layer_state in enumerate(transposed(state)):
         layer_ws = ws.scope(k)                             # the layer's cache, kept for backward
-        xs = _project(*_fold_input_weights(cell, params, k, B, ws), k, x, inp, ws)  # shared
+        xs = project(*fold_input_weights(cell, params, k, B, ws), k, x, inp, ws)  # shared
         w_hh, b_hh = params[f"rnn.weight_hh_l{k}"], params[f"rnn.bias_hh_l{k}"]
         hs, final, cell_cache = cell.forward(xs, layer_state, w_hh, b_hh, cfg.activation,
                                              layer_ws)
@@ -174,11 +175,11 @@ def forward(params, cfg, x, state, dropout_rng=None, ws=FRESH):
         layer_caches.append((inp, layer_state[0], outputs, cell_cache, mask))
         new_state.append(final)
         inp = hs
-    logits, top = _head(params, inp, ws)
-    return logits, _transposed(new_state), (x, top, layer_caches)
+    logits, top = head(params, inp, ws)
+    return logits, transposed(new_state), (x, top, layer_caches)
 
 
-def _head(params, inp, ws):
+def head(params, inp, ws):
     """The logits (N, V) of the top layer's outputs inp (T, H, B), and inp's rows (H, N)."""
     T, H, B = inp.shape
     if B == 1:                          # (T, H, 1) is already the rows' transpose: no copy
@@ -199,45 +200,6 @@ def _dropout_mask(rng, drop, hs, ws):
     return mask
 
 
-def fold_for_inference(params, cfg, batch):
-    """Per layer, the weights infer uses, folded once for a whole text instead of per chunk:
-    (input weights, input bias, folded W_hh, b_hh). batch: the streams infer will be given."""
-    cell = CELLS[cfg.cell]
-    return [(*_fold_input_weights(cell, params, k, batch),
-             _recurrent_for_inference(cell, params[f"rnn.weight_hh_l{k}"], batch),
-             params[f"rnn.bias_hh_l{k}"]) for k in range(cfg.layers)]
-
-
-def _recurrent_for_inference(cell, w_hh, batch):
-    """The folded W_hh, stored column-major for the cells' one-stream GEMV h @ W^T while the
-    BLAS would run that GEMV on one thread: there the column-major kernel is up to 30% faster
-    (LSTM, H 128-320); from GEMV_THREADED_SIZE up, the row-major one is as fast or faster."""
-    w = cell.fold_recurrent(w_hh)
-    if batch == 1 and w.size < GEMV_THREADED_SIZE:
-        w = np.asfortranarray(w)
-    return w
-
-
-def infer(params, cfg, x, state, ws=FRESH, folded=None):
-    """forward for scoring: no dropout, no cache. Returns logits (T*B, V) and the state.
-
-    folded: fold_for_inference(params, cfg, B), to reuse over the chunks of a text (else made
-    here). With a workspace (ws), the logits live in it until the next call; every array here
-    dies within its layer's turn, so the layers share them.
-    """
-    cell = CELLS[cfg.cell]
-    T, B = x.shape
-    if folded is None:
-        folded = fold_for_inference(params, cfg, B)
-    inp, new_state = None, []
-    for k, (layer_state, (w_in, b_in, w_hh, b_hh)) in enumerate(zip(_transposed(state), folded)):
-        xs = _project(w_in, b_in, k, x, inp, ws)
-        inp, final = cell.infer(xs, layer_state, w_hh, b_hh, cfg.activation, ws)  # (T, H, B)
-        new_state.append(final)
-    logits, _ = _head(params, inp, ws)
-    return logits, _transposed(new_state)
-
-
 def backward(params, cfg, dlogits, cache, grads, dstate=None, ws=FRESH):
     """Writes d loss / d param into grads (views keyed like params).
 
@@ -245,7 +207,7 @@ def backward(params, cfg, dlogits, cache, grads, dstate=None, ws=FRESH):
     BPTT, where gradients stop at the chunk boundary). Returns the gradient for the initial
     state, per layer, in the same structure as the state. ws: as in forward (the same one).
     """
-    cell = CELLS[cfg.cell]
+    cell = cfg.cell_module
     x, top, layer_caches = cache
     T, B = x.shape
     H, V = cfg.hidden, cfg.vocab_size
@@ -254,11 +216,11 @@ def backward(params, cfg, dlogits, cache, grads, dstate=None, ws=FRESH):
     # (T, H, B) gradient of the top layer's outputs
     dhs = np.matmul(params["head.weight"].T, dlogits.reshape(T, B, V).transpose(0, 2, 1),
                     out=ws.empty("dhs", (T, H, B), dlogits.dtype))
-    parts = 2 if cfg.cell == "lstm" else 1
+    parts = len(cell.STATE)
     if dstate is None:
         d_finals = [tuple(np.zeros((H, B), dhs.dtype) for _ in range(parts))] * cfg.layers
     else:
-        d_finals = _transposed(dstate)
+        d_finals = transposed(dstate)
     dstate0 = [None] * cfg.layers
     for k in range(cfg.layers - 1, -1, -1):
         inp, h0, outputs, cell_cache, mask = layer_caches[k]
@@ -287,4 +249,4 @@ def backward(params, cfg, dlogits, cache, grads, dstate=None, ws=FRESH):
             np.matmul(d_input_rows, inp_rows.T, out=grads[f"rnn.weight_ih_l{k}"])
             dhs = np.matmul(w_ih.T, d_input,
                             out=ws.empty("dhs", (T, H, B), dt))             # (T, H, B)
-    return _transposed(dstate0)
+    return transposed(dstate0)

@@ -9,8 +9,7 @@ import math
 
 import numpy as np
 
-OPTIMIZERS = ("adam", "adamw", "rmsprop", "adagrad", "sgd")
-SCHEDULES = ("constant", "cosine", "step")
+from charlm import names
 
 
 def global_norm(grad_flat):
@@ -39,9 +38,12 @@ def clip_by_value(grad_flat, limit):
 def schedule_factor(kind, progress, warmup, decay_every=1 / 3, decay_rate=0.5, floor=0.1):
     """Multiplier of the base learning rate at progress in [0, 1] of the run.
 
-    warmup is a fraction of the run with a linear ramp from 0; cosine decays to `floor`
-    of the base rate at the end; step multiplies by decay_rate at every decay_every.
+    kind is one of charlm.names.SCHEDULES. warmup is a fraction of the run with a linear
+    ramp from 0 (none for constant); cosine decays to `floor` of the base rate at the end;
+    step multiplies by decay_rate at every decay_every.
     """
+    if kind not in names.SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule {kind!r}")
     progress = min(max(progress, 0.0), 1.0)
     if warmup > 0 and progress < warmup:
         return (progress + 1e-9) / warmup if kind != "constant" else 1.0
@@ -90,6 +92,8 @@ def _offset(flat, view):
 
 
 class SGD(Optimizer):
+    """Plain gradient descent, p -= lr * g."""
+
     def _update(self, grad, lr):
         self._decay_in_gradient(grad)
         np.multiply(grad, lr, out=self._tmp)
@@ -97,6 +101,8 @@ class SGD(Optimizer):
 
 
 class Adagrad(Optimizer):
+    """Adagrad (Duchi et al., 2011): lr * g / (sqrt(sum of g^2) + 1e-10)."""
+
     moment_names = ("sum_sq",)
 
     def _update(self, grad, lr):
@@ -167,6 +173,10 @@ class AdamW(Adam):
     decoupled = True
 
 
+# name (charlm.names.OPTIMIZERS) -> class; its moment_names are the checkpoint's optim/ keys
+OPTIMIZERS = {"adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad, "sgd": SGD}
+assert tuple(OPTIMIZERS) == names.OPTIMIZERS
+
+
 def make_optimizer(name, flat, views, weight_decay=0.0, decay_size=0):
-    classes = {"adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad, "sgd": SGD}
-    return classes[name](flat, views, weight_decay, decay_size)
+    return OPTIMIZERS[name](flat, views, weight_decay, decay_size)

@@ -1,8 +1,15 @@
 """Recurrent cells. Each module offers the same contract, written as forward/backward pairs.
 
 Dimensions: T time steps, B batch, H hidden size, G gates (RNN 1, LSTM 4, GRU 3).
-Arrays are feature-major, (T, features, B) (see charlm.layers); states are (H, B).
+Arrays are feature-major, (T, features, B) (see charlm.nn.layout); states are (H, B).
 
+    GATES                                        G
+    STATE                                        the state's parts: ("h",) or ("h", "c")
+    USES_ACTIVATION                              whether `activation` (tanh/relu) means anything
+    SEPARATE_RECURRENT                           True where W_hh h + b_hh enters a product of
+                                                 its own (the GRU's reset gate), so it cannot be
+                                                 summed with W_ih x before the nonlinearity
+    init_recurrent(w_hh, b_ih, rng)              the cell's own initialisation, in place
     gate_scale(H, dtype) -> (G*H,)               the pre-scale fold_input applies to each gate row
     fold_input(xp, b_hh) -> xs                  turns the input projection W_ih x + b_ih (..., G*H)
                                                  into what forward wants, in place (b_hh folded in
@@ -14,8 +21,15 @@ Arrays are feature-major, (T, features, B) (see charlm.layers); states are (H, B
                                                  forward without a cache; the folded W_hh is made
                                                  once per text, not per chunk
     backward(dhs, dstate, cache) -> d_input, d_hidden, dstate0
+    step_constants(b_hh, activation, dtype)      what step needs besides its arrays, made once
+    step(a, xs, state, constants)                one time step on plain vectors, for sampling:
+                                                 a (G*H,) holds the folded recurrent product
+                                                 (and, unless SEPARATE_RECURRENT, the folded
+                                                 input product of the layer below too) and is
+                                                 scratch; xs (G*H,) the rest of the folded input;
+                                                 state's vectors (H,) are updated in place
 
-forward, infer and backward take an optional last argument ws, a charlm.workspace.Workspace
+forward, infer and backward take an optional last argument ws, a charlm.nn.workspace.Workspace
 that lends their large arrays (default: fresh ones).
 
 `d_input` is the gradient with respect to the input projection W_ih x + b_ih and `d_hidden` the
@@ -25,7 +39,9 @@ below. Weight layouts and gate orders are
 PyTorch's: w_hh is (G*H, H), LSTM gates i, f, g, o, GRU gates r, z, n.
 """
 
-from charlm.cells import gru, lstm, rnn
+from charlm import names
+from charlm.nn.cells import gru, lstm, rnn
 
 CELLS = {"rnn": rnn, "lstm": lstm, "gru": gru}
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+assert tuple(CELLS) == names.CELLS       # the one list of cell names is charlm.names
+

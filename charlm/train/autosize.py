@@ -21,7 +21,7 @@ too small stops improving early; size matters more than anything else. The rule:
 
 import time
 
-from charlm.cells import GATES
+from charlm.nn.cells import CELLS
 
 CANDIDATES = ((1, 128), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512))
 PROBES = ((2, 128), (2, 384))
@@ -32,7 +32,7 @@ TRAIN_SHARE = 0.85              # of the budget left after probing; the rest val
 
 
 def parameter_count(cell, vocab_size, layers, hidden):
-    G, V, H = GATES[cell], vocab_size, hidden
+    G, V, H = CELLS[cell].GATES, vocab_size, hidden
     count = G * H * (V + H + 2) + V * (H + 1)
     count += (layers - 1) * G * H * (2 * H + 2)
     return count
@@ -40,7 +40,7 @@ def parameter_count(cell, vocab_size, layers, hidden):
 
 def macs_per_char(cell, vocab_size, layers, hidden):
     """Multiply-adds per character in the forward pass (the gathered input layer is free)."""
-    G, V, H = GATES[cell], vocab_size, hidden
+    G, V, H = CELLS[cell].GATES, vocab_size, hidden
     return G * H * H * layers + G * H * H * (layers - 1) + V * H
 
 

@@ -1,12 +1,23 @@
 """Vanilla RNN over a whole chunk: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh).
 
 act is tanh (default) or relu, as torch.nn.RNN(nonlinearity=...). Feature-major arrays (see
-charlm.layers): xs (T, H, B), hs (T, H, B); state (h,), h (H, B).
+charlm.nn.layout): xs (T, H, B), hs (T, H, B); state (h,), h (H, B).
 """
 
 import numpy as np
 
-from charlm.workspace import FRESH
+from charlm.nn.init import orthogonal_blocks
+from charlm.nn.workspace import FRESH
+
+GATES = 1
+STATE = ("h",)
+USES_ACTIVATION = True
+SEPARATE_RECURRENT = False
+
+
+def init_recurrent(w_hh, b_ih, rng):
+    """An orthogonal W_hh; the biases stay zero."""
+    orthogonal_blocks(w_hh, rng)
 
 
 def gate_scale(H, dtype):
@@ -54,7 +65,7 @@ def infer(xs, state, w_hh, b_hh=None, activation="tanh", ws=FRESH):
     """forward for scoring text: the cache is the outputs, so this is forward without it.
 
     At one stream the product is h @ w_hh.T on plain vectors, so the caller picks the GEMV
-    kernel by the memory order it gives w_hh (model.fold_for_inference).
+    kernel by the memory order it gives w_hh (charlm.nn.inference).
     """
     if xs.shape[2] == 1:
         return _infer_one_stream(xs, state, w_hh, activation)
@@ -102,3 +113,18 @@ def backward(dhs, dstate, cache, ws=FRESH):
         np.multiply(dh, dact[t], out=da[t])
         np.dot(w_hh_t, da[t], out=dh_rec)
     return da, da, (dh_rec,)
+
+
+def step_constants(b_hh, activation, dtype):
+    """The RNN's one step needs only its nonlinearity (b_hh is folded into xs)."""
+    return activation
+
+
+def step(a, xs, state, activation):
+    """One step on plain vectors: h = act(a + xs), with a = W_hh h; a is scratch."""
+    (h,) = state
+    a += xs
+    if activation == "tanh":              # written straight into h
+        np.tanh(a, out=h)
+    else:
+        np.maximum(a, 0, out=h)

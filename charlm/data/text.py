@@ -13,11 +13,8 @@ truncating a mapped file kills the reader with SIGBUS.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import hashlib
 import os
-import stat
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +22,10 @@ from typing import BinaryIO
 
 import numpy as np
 
-from charlm.errors import CorpusError, OutputError, UsageError
-from charlm.vocab import MAX_CODEPOINT, Vocab, codepoints_of
+from charlm.data.idcache import memmapped
+from charlm.data.vocab import MAX_CODEPOINT, Vocab, codepoints_of
+from charlm.errors import CorpusError, UsageError
+from charlm.fs import NotRegularFileError, open_regular
 
 PathLike = str | os.PathLike
 
@@ -194,27 +193,14 @@ def _head(path: PathLike) -> bytes:
 def _open_regular(path: PathLike) -> BinaryIO:
     """Open for binary reading, refusing anything but a regular file before reading a byte."""
     try:
-        _require_regular(path, os.stat(path).st_mode)   # a FIFO or a device is never even opened
-        # O_NONBLOCK: should a FIFO be swapped in after the stat, opening it still cannot block
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        return open_regular(path)
     except FileNotFoundError:
         raise CorpusError(f"{path} does not exist; give a UTF-8 text file or a directory") from None
+    except NotRegularFileError as e:
+        raise CorpusError(f"{path} is {e.kind}, not a regular file; "
+                          "give a UTF-8 text file") from None
     except OSError as e:
         raise CorpusError(f"cannot open {path}: {e.strerror}") from None
-    try:
-        _require_regular(path, os.fstat(fd).st_mode)    # the file actually opened
-    except CorpusError:
-        os.close(fd)
-        raise
-    os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
-
-
-def _require_regular(path: PathLike, mode: int) -> None:
-    if not stat.S_ISREG(mode):
-        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file")
-        raise CorpusError(f"{path} is {kind}, not a regular file; give a UTF-8 text file")
 
 
 def _decoded_chunks(path: PathLike, encoding_errors: str) -> Iterator[tuple[bytes, str]]:
@@ -299,28 +285,4 @@ def _encode_files(files: list[Path], vocab: Vocab, total: int,
     dtype = np.dtype(vocab.id_dtype)
     if total * dtype.itemsize < MEMMAP_MIN_BYTES:
         return np.concatenate(list(chunks())), digest.hexdigest()   # small: a transient copy is ok
-    return _memmapped(chunks(), total, dtype), digest.hexdigest()
-
-
-def _memmapped(chunks: Iterator[np.ndarray], total: int, dtype: np.dtype) -> np.ndarray:
-    """(N,) read-only memmap of the ids, written to a temp file of ours, unlinked at once."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    directory, name = os.path.join(base, "charlm"), ""
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError:
-        directory = tempfile.gettempdir()
-    try:
-        fd, name = tempfile.mkstemp(prefix="ids-", suffix=".bin", dir=directory)
-        # plain writes, not a writable map: a full disk gives OSError here instead of SIGBUS
-        with os.fdopen(fd, "wb") as f:
-            for ids in chunks:
-                f.write(ids.tobytes())
-        return np.memmap(name, dtype=dtype, mode="r", shape=(total,))
-    except OSError as e:
-        raise OutputError(f"cannot write the id cache in {directory}: {e.strerror}; free some "
-                          "space or point XDG_CACHE_HOME elsewhere") from None
-    finally:
-        if name:
-            with contextlib.suppress(OSError):   # the open map keeps the data until it is dropped
-                os.unlink(name)
+    return memmapped(chunks(), total, dtype), digest.hexdigest()

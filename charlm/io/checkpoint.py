@@ -1,0 +1,167 @@
+"""What a charlm checkpoint holds, for each model kind, and the only code that saves or loads one.
+
+Key layout (format version 1), every array one zip member (charlm.io.npz):
+    params/<name>            float32, PyTorch state_dict names and shapes (see charlm.nn.model)
+    optim/<moment>/<name>    float32 optimizer moments keyed like params (adam: exp_avg,
+                             exp_avg_sq; rmsprop: square_avg; adagrad: sum_sq; sgd: none)
+    state/l<k>.<part>        float32 (B, H) hidden state carried into the next training step,
+                             one per part of the cell's state (h, and c for the LSTM)
+    meta/vocab               int32 (V,) Unicode code points, index = id
+    meta/config              JSON (uint8 bytes): kind, charlm_version, and the model, train,
+                             progress (charlm.io.progress) and data sections
+    meta/format_version      int64 scalar
+An n-gram checkpoint holds ngram/* arrays instead of params/optim/state (charlm.nn.kneser_ney)
+and its model section is {"cell": "ngram", "vocab_size", "order", "sizes"}.
+"""
+
+from dataclasses import dataclass
+
+from charlm import __version__, names
+from charlm.data.vocab import Vocab
+from charlm.errors import CheckpointError
+from charlm.io.npz import load_checkpoint, save_checkpoint
+from charlm.io.progress import Progress, check_field
+from charlm.nn import kneser_ney, model
+from charlm.nn.cells import CELLS
+from charlm.nn.optim import OPTIMIZERS
+
+FORMAT_VERSION = 1
+KIND = "charlm-checkpoint"
+MAX_VOCAB = 0x110000
+MAX_HIDDEN = 65536
+MAX_LAYERS = 64
+MAX_ORDER = 12
+
+
+@dataclass
+class Loaded:
+    """A validated charlm checkpoint: its path, config, arrays and vocabulary."""
+
+    path: object
+    config: dict
+    arrays: dict
+    vocab: Vocab
+
+    @property
+    def kind(self):
+        return kind_of(self.config)
+
+
+def kind_of(config):
+    """"ngram" or "neural": which model a checkpoint's config describes (the one place)."""
+    m = config.get("model") if isinstance(config, dict) else None
+    cell = m.get("cell") if isinstance(m, dict) else None
+    return names.NGRAM if cell == names.NGRAM else "neural"
+
+
+def model_config_from(config):
+    """ModelConfig from a neural checkpoint's config, every field validated."""
+    m = config.get("model") if isinstance(config, dict) else None
+    return model.ModelConfig(
+        cell=check_field(m, "cell", str, choices=names.CELLS),
+        vocab_size=check_field(m, "vocab_size", int, 2, MAX_VOCAB),
+        hidden=check_field(m, "hidden", int, 1, MAX_HIDDEN),
+        layers=check_field(m, "layers", int, 1, MAX_LAYERS),
+        activation=check_field(m, "activation", str, choices=names.ACTIVATIONS),
+        dropout=float(check_field(m, "dropout", (int, float), 0.0, 0.99)),
+    )
+
+
+def schema(config, version):
+    """Exact dtype and shape of every member for this config (charlm.io.npz.load_checkpoint)."""
+    if not isinstance(config, dict) or config.get("kind") != KIND:
+        raise CheckpointError("not a charlm checkpoint (no charlm marker in its config)")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"written by a newer charlm (format {version}, this charlm reads "
+                              f"up to {FORMAT_VERSION}); upgrade charlm to load it")
+    if version < 1:
+        raise CheckpointError(f"unknown checkpoint format version {version}")
+    if kind_of(config) == names.NGRAM:
+        return _ngram_schema(config)
+    return _neural_schema(config)
+
+
+def _neural_schema(config):
+    cfg = model_config_from(config)
+    Progress.from_dict(config.get("progress"))
+    train = config.get("train")
+    optimizer = check_field(train, "optimizer", str, choices=names.OPTIMIZERS)
+    batch = check_field(train, "batch_size", int, 1, 1 << 20)
+    shapes = model.param_shapes(cfg)
+    members = {f"params/{name}": ("<f4", shape) for name, shape in shapes.items()}
+    for moment in OPTIMIZERS[optimizer].moment_names:
+        members |= {f"optim/{moment}/{name}": ("<f4", shape) for name, shape in shapes.items()}
+    for k in range(cfg.layers):
+        for part in cfg.cell_module.STATE:
+            members[f"state/l{k}.{part}"] = ("<f4", (batch, cfg.hidden))
+    members["meta/vocab"] = ("<i4", (cfg.vocab_size,))
+    return members
+
+
+def _ngram_schema(config):
+    m = config["model"]
+    vocab_size = check_field(m, "vocab_size", int, 2, MAX_VOCAB)
+    order = check_field(m, "order", int, 1, MAX_ORDER)
+    sizes = m.get("sizes")
+    if not isinstance(sizes, list) or len(sizes) != order or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= 1 << 40 for s in sizes):
+        raise CheckpointError("config field 'sizes' is invalid")
+    return kneser_ney.schema(vocab_size, order, sizes) | {"meta/vocab": ("<i4", (vocab_size,))}
+
+
+def _save(path, arrays, vocab, sections):
+    """Every kind's file: its arrays, the vocabulary and the config header."""
+    arrays = arrays | {"meta/vocab": vocab.to_array()}
+    config = {"kind": KIND, "charlm_version": __version__} | sections
+    save_checkpoint(path, arrays, config, FORMAT_VERSION)
+
+
+def save_neural(path, sections, params, vocab, moments, state):
+    """A full training checkpoint; sections: model, train, progress and data."""
+    arrays = {f"params/{name}": value for name, value in params.items()}
+    for moment, views in moments.items():
+        arrays |= {f"optim/{moment}/{name}": value for name, value in views.items()}
+    parts = CELLS[sections["model"]["cell"]].STATE
+    for k, layer_state in enumerate(state):
+        for part, value in zip(parts, layer_state, strict=True):
+            arrays[f"state/l{k}.{part}"] = value
+    _save(path, arrays, vocab, sections)
+
+
+def save_ngram(path, sections, ngram_model, vocab):
+    """A fitted Kneser-Ney model; sections: model (order, sizes), train, progress and data."""
+    _save(path, ngram_model.to_arrays(), vocab, sections)
+
+
+def load(path):
+    """Load and validate a checkpoint of any kind; a Loaded, or one CheckpointError."""
+    ckpt = load_checkpoint(path, schema)
+    try:
+        vocab = Vocab.from_array(ckpt.arrays["meta/vocab"])
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: invalid vocabulary ({exc})") from None
+    return Loaded(ckpt.path, ckpt.config, ckpt.arrays, vocab)
+
+
+def neural_arrays(loaded, cfg):
+    """(params, moments, state) dicts from a loaded neural checkpoint."""
+    arrays = loaded.arrays
+    params = {k[len("params/"):]: v for k, v in arrays.items() if k.startswith("params/")}
+    moments = {}
+    for key, value in arrays.items():
+        if key.startswith("optim/"):
+            _, moment, name = key.split("/", 2)
+            moments.setdefault(moment, {})[name] = value
+    state = [tuple(arrays[f"state/l{k}.{p}"] for p in cfg.cell_module.STATE)
+             for k in range(cfg.layers)]
+    return params, moments, state
+
+
+def ngram_model(loaded):
+    """The NGramModel of a loaded n-gram checkpoint."""
+    m = loaded.config["model"]
+    arrays = {k: v for k, v in loaded.arrays.items() if k.startswith("ngram/")}
+    try:
+        return kneser_ney.NGramModel.from_arrays(arrays, m["vocab_size"], m["order"])
+    except ValueError as exc:
+        raise CheckpointError(f"{loaded.path}: invalid n-gram tables ({exc})") from None

@@ -1,0 +1,13 @@
+"""The names users choose from, without numpy, so that `charlm --help` lists them at once.
+
+Each list is the only one: the cells' registry (charlm.nn.cells.CELLS), the optimizers'
+(charlm.nn.optim.OPTIMIZERS), the schedules (charlm.nn.optim.schedule_factor) and the CLI's
+choices all follow it, and tests/test_names.py ties them together.
+"""
+
+CELLS = ("rnn", "lstm", "gru")
+NGRAM = "ngram"                    # the Kneser-Ney baseline, trained with --cell ngram
+MODEL_KINDS = CELLS + (NGRAM,)
+ACTIVATIONS = ("tanh", "relu")     # the vanilla RNN's nonlinearity
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "adagrad", "sgd")
+SCHEDULES = ("constant", "cosine", "step")

@@ -1,0 +1,156 @@
+"""The model run forward without training: whole chunks for scoring text, one character at a
+time for sampling. Both fold every weight once (the cells' pre-scale, the biases outside
+products) and keep the fast paths measured for one stream.
+
+Dimensions: T time steps, B streams, V vocabulary, H hidden size, G gates.
+
+The score of a text (the same for `charlm eval perplexity` and the validation loss of
+training): the text starts from the zero state; its first character is context for the
+second, so N characters give N - 1 predictions; the state is carried through the whole text.
+With S streams the predictions are cut into S contiguous pieces scored side by side, each from
+the zero state; a piece starts one character early so that no prediction is lost.
+"""
+
+import math
+
+import numpy as np
+
+from charlm.nn import loss
+from charlm.nn.model import fold_input_weights, head, initial_state, project, transposed
+from charlm.nn.workspace import FRESH, Workspace
+
+GEMV_THREADED_SIZE = 460_800    # OpenBLAS runs a float32 GEMV of this many weights on all threads
+
+
+def fold_for_inference(params, cfg, batch):
+    """Per layer, the weights infer uses, folded once for a whole text instead of per chunk:
+    (input weights, input bias, folded W_hh, b_hh). batch: the streams infer will be given."""
+    cell = cfg.cell_module
+    return [(*fold_input_weights(cell, params, k, batch),
+             _recurrent_for_inference(cell, params[f"rnn.weight_hh_l{k}"], batch),
+             params[f"rnn.bias_hh_l{k}"]) for k in range(cfg.layers)]
+
+
+def _recurrent_for_inference(cell, w_hh, batch):
+    """The folded W_hh, stored column-major for the cells' one-stream GEMV h @ W^T while the
+    BLAS would run that GEMV on one thread: there the column-major kernel is up to 30% faster
+    (LSTM, H 128-320); from GEMV_THREADED_SIZE up, the row-major one is as fast or faster."""
+    w = cell.fold_recurrent(w_hh)
+    if batch == 1 and w.size < GEMV_THREADED_SIZE:
+        w = np.asfortranarray(w)
+    return w
+
+
+def infer(params, cfg, x, state, ws=FRESH, folded=None):
+    """forward for scoring: no dropout, no cache. Returns logits (T*B, V) and the state.
+
+    folded: fold_for_inference(params, cfg, B), to reuse over the chunks of a text (else made
+    here). With a workspace (ws), the logits live in it until the next call; every array here
+    dies within its layer's turn, so the layers share them.
+    """
+    cell = cfg.cell_module
+    T, B = x.shape
+    if folded is None:
+        folded = fold_for_inference(params, cfg, B)
+    inp, new_state = None, []
+    for k, (layer_state, (w_in, b_in, w_hh, b_hh)) in enumerate(zip(transposed(state), folded)):
+        xs = project(w_in, b_in, k, x, inp, ws)
+        inp, final = cell.infer(xs, layer_state, w_hh, b_hh, cfg.activation, ws)  # (T, H, B)
+        new_state.append(final)
+    logits, _ = head(params, inp, ws)
+    return logits, transposed(new_state)
+
+
+def score_ids(params, cfg, ids, streams=1, chunk_len=256):
+    """Summed nats (float64) and the number of predictions for ids (N,)."""
+    n_pred = len(ids) - 1
+    if n_pred <= 0:
+        return 0.0, 0
+    streams = max(1, min(streams, n_pred))
+    piece = math.ceil(n_pred / streams)                     # predictions per stream
+    starts = np.arange(streams) * piece                     # (S,) first context position
+    state = initial_state(cfg, streams, params["head.weight"].dtype)
+    total = 0.0
+    # Chunks reuse their large arrays (2-15% faster at 16 streams); at one stream they
+    # are small, and fresh ones measured faster.
+    ws = Workspace() if streams > 1 else FRESH
+    folded = fold_for_inference(params, cfg, streams)     # once, not per chunk
+    for t0 in range(0, piece, chunk_len):
+        pos = starts[None, :] + np.arange(t0, min(t0 + chunk_len, piece))[:, None]  # (T, S)
+        valid = pos < n_pred
+        pos = np.minimum(pos, n_pred - 1)
+        x, y = ids[pos], ids[pos + 1]                       # (T, S) each
+        logits, state = infer(params, cfg, x, state, ws, folded)
+        log_probs = loss.token_log_probs(logits, y.reshape(-1))
+        total -= float(log_probs[valid.reshape(-1)].sum())
+    return total, n_pred
+
+
+class Stepper:
+    """Runs the model one character at a time; the state lives in preallocated vectors.
+
+    The matrix products are taken here, the gate equations by the cell's step(). Above layer
+    0, a cell whose input and recurrent products may be summed (not SEPARATE_RECURRENT) takes
+    W_ih x + W_hh h as one product of the stacked (2H, G*H) weights with [h below, h], two
+    neighbours in self.hidden: one call instead of two products and an add.
+    """
+
+    def __init__(self, params, cfg):
+        self.cfg, cell = cfg, cfg.cell_module
+        self.cell = cell
+        G, H = cell.GATES, cfg.hidden
+        dtype = params["head.weight"].dtype
+        scale = cell.gate_scale(H, dtype)                      # (G*H,) the cells' folding
+        self.stacked = not cell.SEPARATE_RECURRENT
+        # xs[k]: layer 0's table (V, G*H) of folded input columns, else the folded biases;
+        # w_step[k]: the product taken every step, W_hh^T (H, G*H) or [W_ih^T; W_hh^T]
+        self.xs, self.w_ih, self.w_step, self.constants = [], [], [], []
+        for k in range(cfg.layers):
+            w_ih, w_hh = params[f"rnn.weight_ih_l{k}"], params[f"rnn.weight_hh_l{k}"]
+            b_ih, b_hh = params[f"rnn.bias_ih_l{k}"], params[f"rnn.bias_hh_l{k}"]
+            self.constants.append(cell.step_constants(b_hh, cfg.activation, dtype))
+            w_hh_t = w_hh.T * scale                                            # (H, G*H)
+            if k == 0:
+                self.xs.append(cell.fold_input(w_ih.T + b_ih, b_hh))           # (V, G*H)
+                self.w_step.append(np.ascontiguousarray(w_hh_t))
+                continue
+            self.xs.append(cell.fold_input(b_ih.copy(), b_hh))
+            if self.stacked:
+                self.w_step.append(np.concatenate([w_ih.T * scale, w_hh_t]))  # (2H, G*H)
+            else:
+                self.w_ih.append(np.ascontiguousarray(w_ih.T * scale))        # (H, G*H)
+                self.w_step.append(np.ascontiguousarray(w_hh_t))
+        self.head_w = np.ascontiguousarray(params["head.weight"].T)            # (H, V)
+        self.head_b = params["head.bias"].copy()
+        self.hidden = np.zeros(cfg.layers * H, dtype)          # every layer's h, in order
+        # per layer, the cell's state vectors: h a view into self.hidden, the rest on their own
+        self.state = [(self.hidden[k * H:(k + 1) * H],) +
+                      tuple(np.zeros(H, dtype) for _ in cell.STATE[1:])
+                      for k in range(cfg.layers)]
+        self.a = np.empty(G * H, dtype)
+        self.logits = np.empty(cfg.vocab_size, dtype)
+
+    def reset(self):
+        """Back to the zero state."""
+        for layer in self.state:
+            for part in layer:
+                part[:] = 0
+
+    def step(self, char_id):
+        """Feed one id; returns the logits (V,) for the next character (a reused buffer)."""
+        H, a, step = self.cfg.hidden, self.a, self.cell.step
+        for k, state in enumerate(self.state):
+            if k == 0:
+                np.matmul(state[0], self.w_step[0], out=a)
+                xs = self.xs[0][char_id]
+            elif self.stacked:
+                np.matmul(self.hidden[(k - 1) * H:(k + 1) * H], self.w_step[k], out=a)
+                xs = self.xs[k]                               # the folded biases
+            else:
+                np.matmul(state[0], self.w_step[k], out=a)
+                xs = self.state[k - 1][0] @ self.w_ih[k - 1]
+                xs += self.xs[k]
+            step(a, xs, state, self.constants[k])
+        np.matmul(self.state[-1][0], self.head_w, out=self.logits)
+        self.logits += self.head_b
+        return self.logits

@@ -1,0 +1,1 @@
+"""Training: the settings, the run directory, the loop, and choosing a model size."""

@@ -1,0 +1,54 @@
+"""A training run's settings, with their defaults. No numpy, so that `charlm train --help`
+can show these defaults at once: the CLI reads them from here, never retyping them."""
+
+from dataclasses import dataclass, fields
+
+
+@dataclass
+class TrainConfig:
+    cell: str = "gru"               # the best validation loss per CPU-minute (README)
+    activation: str = "tanh"
+    layers: int = 2
+    hidden: int = 128
+    dropout: float = 0.0
+    seq_len: int = 64
+    batch_size: int = 32
+    lr: float = 4e-3                # with warm-up and cosine decay; 2e-3 trains slower
+    optimizer: str = "adam"
+    lr_schedule: str = "cosine"
+    warmup: float = 0.02            # fraction of the run spent ramping the rate up
+    weight_decay: float = 0.0
+    clip_norm: float = 5.0
+    clip_value: float = 0.0         # 0 = off
+    steps: int = 0                  # 0 = no step limit
+    epochs: float = 0.0
+    time_budget: float = 0.0        # seconds; 0 = none
+    eval_every: int = 0             # steps; 0 = ten evaluations over the run
+    eval_seconds: float = 0.0       # seconds between evaluations; 0 = a fifth of a time budget
+    eval_streams: int = 16          # see charlm.nn.inference; within ~0.001 nats of 1 stream
+    eval_chars: int = 0             # 0 = the whole validation split
+    val_frac: float = 0.1
+    seed: int = 1337
+    patience: int = 0               # evaluations without improvement before stopping; 0 = off
+    state_reset: float = 0.01       # chance per stream and step that its carried state restarts
+    max_skips: int = 5
+    explode_factor: float = 3.0     # diverged once the smoothed loss passes this x the first loss
+
+
+DEFAULTS = TrainConfig()
+FIELDS = tuple(f.name for f in fields(TrainConfig))
+
+# Settings that define the model and its training: a resumed run takes them from its
+# checkpoint, and giving a different value is an error.
+RESUMED = ("cell", "activation", "layers", "hidden", "dropout", "seq_len", "batch_size", "lr",
+           "optimizer", "lr_schedule", "warmup", "weight_decay", "clip_norm", "clip_value",
+           "val_frac", "seed", "state_reset")
+# Settings that say how long and how to watch: a resume may change them.
+LIMITS = ("steps", "epochs", "time_budget", "eval_every", "eval_seconds", "eval_streams",
+          "eval_chars", "patience")
+# Giving any of these means the user chose the model's size: charlm does not auto-size.
+SIZE_OPTIONS = ("layers", "hidden", "batch_size", "seq_len", "dropout")
+# What a 0 means for these settings (a limit not set, a feature off, the default).
+ZERO_MEANS = {"steps": "off", "epochs": "off", "time_budget": "off", "patience": "off",
+              "clip_value": "off", "weight_decay": "off", "state_reset": "off",
+              "eval_every": "default", "eval_seconds": "default", "eval_chars": "all"}

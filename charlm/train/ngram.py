@@ -1,0 +1,48 @@
+"""Training the Kneser-Ney baseline: count the training split, score the validation split,
+save it in the run directory like any model (last.npz and best.npz, metrics.jsonl)."""
+
+import time
+from pathlib import Path
+
+from charlm.data import text
+from charlm.errors import UsageError
+from charlm.io import checkpoint
+from charlm.io.progress import Progress
+from charlm.names import NGRAM
+from charlm.nn import kneser_ney
+from charlm.train.rundir import CHECKPOINTS, append_metrics, check_not_corpus
+
+
+def plan_out(corpus_paths, given, out):
+    """The run directory of an n-gram run; refuses options that mean nothing to it."""
+    ignored = sorted(k for k in given if k not in ("cell", "val_frac"))
+    if ignored:
+        raise UsageError(f"--cell ngram takes --order and --val-frac, not "
+                         f"{', '.join('--' + k.replace('_', '-') for k in ignored)}")
+    out = Path(out or Path("runs") / (Path(corpus_paths[0]).stem + "-ngram"))
+    check_not_corpus(out, corpus_paths)
+    return out
+
+
+def fit_and_save(corpus, val_frac, order, out):
+    """Fit on the training split, score the validation split and save in out.
+    Returns (model, val nats or None, fit seconds)."""
+    train_ids, val_ids = text.split_train_val(corpus.ids, val_frac)
+    if len(train_ids) < 2:
+        raise UsageError("the training split is too short to count n-grams; lower --val-frac")
+    started = time.perf_counter()
+    model = kneser_ney.fit_kneser_ney(train_ids, corpus.vocab.size, order)
+    fit_seconds = time.perf_counter() - started
+    val = None
+    if len(val_ids) >= 2:
+        val = float(-kneser_ney.log_prob_stream(model, val_ids).mean())
+    sections = {"model": {"cell": NGRAM, "vocab_size": corpus.vocab.size, "order": order,
+                          "sizes": [int(s) for s in model.sizes()]},
+                "train": {"cell": NGRAM, "order": order, "val_frac": val_frac},
+                "progress": Progress(best_val=val, last_val=val, elapsed=fit_seconds).to_dict(),
+                "data": {"fingerprint": corpus.fingerprint, "train_chars": int(len(train_ids)),
+                         "val_chars": int(len(val_ids))}}
+    for name in CHECKPOINTS:
+        checkpoint.save_ngram(Path(out) / name, sections, model, corpus.vocab)
+    append_metrics(out, {"step": 0, "val_loss": val, "elapsed": round(fit_seconds, 3)})
+    return model, val, fit_seconds

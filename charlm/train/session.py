@@ -1,0 +1,113 @@
+"""From what the user asked for to a ready Trainer: the settings of a fresh or resumed run,
+the corpus checks, and the auto-size probes. The CLI calls plan(), opens the run directory
+(charlm.train.rundir), then start(); everything it should tell the user is returned, never
+printed.
+"""
+
+import time
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from charlm.data import text
+from charlm.data.batching import steps_per_epoch
+from charlm.errors import CorpusError, UsageError
+from charlm.io import checkpoint
+from charlm.names import NGRAM
+from charlm.train import autosize
+from charlm.train.config import SIZE_OPTIONS, TrainConfig
+from charlm.train.rundir import check_not_corpus
+from charlm.train.trainer import Trainer
+
+
+@dataclass
+class Plan:
+    """A run ready to start: its settings, data, directory and, for a resume, its checkpoint."""
+
+    tcfg: TrainConfig
+    corpus: text.Corpus
+    train_ids: object                 # (N_train,) ids
+    val_ids: object                   # (N_val,) ids
+    out: Path
+    resume: checkpoint.Loaded | None
+    auto_size: bool                   # choose layers, hidden and dropout for the time budget
+    notes: list[str] = field(default_factory=list)   # warnings for the user
+
+    @property
+    def data_info(self):
+        return {"fingerprint": self.corpus.fingerprint, "train_chars": int(len(self.train_ids)),
+                "val_chars": int(len(self.val_ids))}
+
+
+def plan(corpus, corpus_paths, given, limits, out=None, resume=None):
+    """The run for corpus (read from corpus_paths). given: the model and training settings the
+    user typed (charlm.train.config.RESUMED); limits: how long and how to watch (LIMITS,
+    None where not given); resume: the path of a checkpoint to continue."""
+    loaded = None
+    limits = {k: v for k, v in limits.items() if v is not None}
+    if resume is not None:
+        loaded = checkpoint.load(resume)
+        if loaded.kind == NGRAM:
+            raise UsageError(f"{resume} is an n-gram model; there is nothing to resume")
+        tcfg = _resumed_config(loaded, given, limits, resume)
+        fingerprint = loaded.config["data"]["fingerprint"]
+        if loaded.vocab != corpus.vocab or fingerprint != corpus.fingerprint:
+            raise CorpusError(f"the corpus differs from the one {resume} was trained on "
+                              "(size, content or vocabulary); resume with the same corpus")
+        out = out or Path(resume).parent
+    else:
+        tcfg = TrainConfig(**given, **limits)
+        out = out or Path("runs") / Path(corpus_paths[0]).stem
+    check_not_corpus(out, corpus_paths)
+    train_ids, val_ids = text.split_train_val(corpus.ids, tcfg.val_frac)
+    notes = []
+    if len(val_ids) < 2:
+        notes.append(f"the validation split has {len(val_ids)} characters (--val-frac "
+                     f"{tcfg.val_frac:g}); validation is off and best.npz will not be written")
+    steps_per_epoch(len(train_ids), tcfg.batch_size, tcfg.seq_len)   # fail before touching out
+    auto = resume is None and bool(tcfg.time_budget) and not set(SIZE_OPTIONS) & given.keys()
+    return Plan(tcfg, corpus, train_ids, val_ids, Path(out), loaded, auto, notes)
+
+
+def _resumed_config(loaded, given, limits, resume):
+    saved = loaded.config["train"]
+    conflicts = [f"--{k.replace('_', '-')} {v} (checkpoint: {saved.get(k)})"
+                 for k, v in given.items() if saved.get(k) != v]
+    if conflicts:
+        raise UsageError(f"{resume} was trained with other settings: {', '.join(conflicts)}; "
+                         "drop these options to resume it")
+    known = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**({k: v for k, v in saved.items() if k in known} | limits))
+
+
+def start(plan):
+    """(Trainer, what auto-size chose and why, or None). The run directory must be open."""
+    tcfg, reason, probe_seconds = plan.tcfg, None, 0.0
+    if plan.auto_size:
+        started = time.perf_counter()
+        tcfg, reason = _auto_size(plan)
+        probe_seconds = time.perf_counter() - started
+    trainer = Trainer(tcfg, plan.corpus.vocab, plan.train_ids, plan.val_ids, plan.out,
+                      plan.data_info, resume=plan.resume)
+    trainer.progress.elapsed += probe_seconds         # the budget covers the probing too
+    return trainer, reason
+
+
+def _auto_size(plan):
+    """Choose layers, hidden size and dropout for the time budget (charlm.train.autosize)."""
+    tcfg, vocab = plan.tcfg, plan.corpus.vocab
+
+    def time_step(layers, hidden):
+        trial = replace(tcfg, layers=layers, hidden=hidden)
+        trainer = Trainer(trial, vocab, plan.train_ids, plan.val_ids, plan.out, {})
+        trainer.train_step()                               # warm-up: first-touch allocations
+        times = []
+        for _ in range(2):
+            started = time.perf_counter()
+            trainer.train_step()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    layers, hidden, dropout, reason = autosize.choose(
+        tcfg.cell, vocab.size, len(plan.train_ids), tcfg.time_budget, tcfg.batch_size,
+        tcfg.seq_len, time_step)
+    return replace(tcfg, layers=layers, hidden=hidden, dropout=dropout), reason

@@ -1,0 +1,79 @@
+"""When a run validates and when it stops: one object for each rule.
+
+A run stops at the first of: its step count (--steps, or --epochs as steps), its time budget,
+or --patience validations without improvement. A time budget must hold the final validation
+too, so the run stops a validation's length (the reserve) before the budget; the elapsed time
+it saves then falls short of the budget, so it also records the budget as spent, and a resume
+with the same budget is complete at once.
+"""
+
+import math
+
+
+def total_steps(tcfg, windows):
+    """The run's step count: --steps, --epochs in steps, none (0) for a time budget alone,
+    else one pass over the corpus."""
+    if tcfg.steps:
+        return tcfg.steps
+    if tcfg.epochs:
+        return max(1, math.ceil(tcfg.epochs * windows))
+    if tcfg.time_budget:
+        return 0
+    return windows
+
+
+class StoppingRule:
+    def __init__(self, steps, time_budget, patience):
+        self.steps, self.time_budget, self.patience = steps, time_budget, patience
+        self.reserve = 0.0                  # seconds the final validation is expected to take
+
+    def budget_reached(self, progress, reserve=0.0):
+        return bool(self.time_budget) and max(progress.elapsed + reserve,
+                                              progress.budget_spent or 0) >= self.time_budget
+
+    def finished(self, progress, reserve=0.0):
+        """Steps or budget spent (the budget less reserve seconds)."""
+        if self.steps and progress.step >= self.steps:
+            return True
+        return self.budget_reached(progress, reserve)
+
+    def after_step(self, progress):
+        """Whether the step just taken was the last; records a budget that is now spent."""
+        if self.budget_reached(progress, self.reserve):
+            progress.budget_spent = self.time_budget          # saved with the final validation
+        return self.finished(progress, self.reserve)
+
+    def validated(self, seconds):
+        """A validation took this long: the final one will take at least as long."""
+        self.reserve = max(self.reserve, seconds)
+
+    def out_of_patience(self, progress):
+        return bool(self.patience) and progress.evals_since_best >= self.patience
+
+    def fraction(self, progress):
+        """How far through the run, in [0, 1]: what the learning-rate schedule follows."""
+        parts = []
+        if self.steps:
+            parts.append(progress.step / self.steps)
+        if self.time_budget:
+            parts.append(progress.elapsed / self.time_budget)
+        return max(parts) if parts else 0.0
+
+
+class EvalSchedule:
+    """Every --eval-every steps, or every --eval-seconds (default: a fifth of a time budget),
+    else ten times over the run."""
+
+    def __init__(self, tcfg, steps, elapsed):
+        self.every = tcfg.eval_every or max(1, (steps or 10**9) // 10)
+        self.seconds = tcfg.eval_seconds or (
+            tcfg.time_budget / 5 if tcfg.time_budget and not tcfg.eval_every else 0.0)
+        self.next_time = elapsed + (self.seconds or math.inf)
+
+    def due(self, progress):
+        if self.seconds:
+            return progress.elapsed >= self.next_time
+        return progress.step % self.every == 0
+
+    def done(self, progress):
+        self.next_time = progress.elapsed + (self.seconds or math.inf)

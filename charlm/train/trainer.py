@@ -1,0 +1,230 @@
+"""The training loop: batches -> forward -> loss -> backward -> clip -> step -> eval -> save.
+
+Stateful truncated BPTT (charlm.data.batching): the hidden state left by step k is the
+initial state of step k + 1, carried across epochs and untouched by validation, which scores
+from its own zero state. The library never prints: `Trainer.run()` yields event dicts that the
+CLI renders.
+"""
+
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from charlm.data.batching import Windows
+from charlm.io import checkpoint
+from charlm.io.npz import NonFiniteStateError
+from charlm.io.progress import Progress
+from charlm.nn import loss, model, optim
+from charlm.nn.inference import score_ids
+from charlm.nn.workspace import Workspace
+from charlm.train.guard import DivergenceGuard
+from charlm.train.rundir import append_metrics
+from charlm.train.stopping import EvalSchedule, StoppingRule, total_steps
+
+# numpy's warnings about overflow are noise here: non-finite values are handled (skipped or
+# reported as divergence) by the code that sees them
+QUIET = {"over": "ignore", "invalid": "ignore", "divide": "ignore"}
+
+
+def model_config(tcfg, vocab_size):
+    return model.ModelConfig(cell=tcfg.cell, vocab_size=vocab_size, hidden=tcfg.hidden,
+                             layers=tcfg.layers, activation=tcfg.activation,
+                             dropout=tcfg.dropout)
+
+
+class Trainer:
+    def __init__(self, tcfg, vocab, train_ids, val_ids, out_dir, data_info, resume=None):
+        """resume: a loaded checkpoint (charlm.io.checkpoint.load) to continue exactly."""
+        self.tcfg, self.vocab, self.out = tcfg, vocab, Path(out_dir)
+        self.train_ids, self.data_info = train_ids, data_info
+        self.val_ids = val_ids[:tcfg.eval_chars] if tcfg.eval_chars else val_ids
+        self.mcfg = model_config(tcfg, vocab.size)
+        self.batches = Windows(train_ids, tcfg.batch_size, tcfg.seq_len)
+        self.windows = self.batches.count
+        self.rng = np.random.default_rng(tcfg.seed)
+        self.flat, self.params = model.init_params(self.mcfg, self.rng)
+        self.grad_flat, self.grads = model.allocate(model.param_shapes(self.mcfg))
+        self.workspace = Workspace()                      # a step's large arrays, reused
+        self.opt = optim.make_optimizer(tcfg.optimizer, self.flat, self.params,
+                                        tcfg.weight_decay, model.matrix_size(self.mcfg))
+        self.state = model.initial_state(self.mcfg, tcfg.batch_size)
+        self.progress = Progress()
+        if resume is not None:
+            restore(self, resume)
+        self.stop_signal = None                           # set by the CLI's signal handler
+        self.guard = DivergenceGuard(tcfg, self.out)
+        self.total_steps = total_steps(tcfg, self.windows)
+        self.stopping = StoppingRule(self.total_steps, tcfg.time_budget, tcfg.patience)
+
+    def sections(self):
+        """The checkpoint's config sections for the run as it stands."""
+        self.progress.optimizer_step = self.opt.step_count
+        self.progress.rng = self.rng.bit_generator.state
+        return {"model": self.mcfg.to_dict(), "train": asdict(self.tcfg),
+                "progress": self.progress.to_dict(), "data": self.data_info}
+
+    def parameter_count(self):
+        return int(self.flat.size)
+
+    def run(self):
+        """Train until the stopping rule says so; yields event dicts for the CLI."""
+        p, stop = self.progress, self.stopping
+        if stop.finished(p):
+            yield {"event": "complete", "step": p.step}
+            return
+        started = time.perf_counter() - p.elapsed
+        schedule = EvalSchedule(self.tcfg, self.total_steps, p.elapsed)
+        if self.tcfg.time_budget:
+            stop.validated(estimate_eval_seconds(self.validation_loss, self.val_ids))
+        chars_per_step = self.tcfg.batch_size * self.tcfg.seq_len
+        train_losses, window_start = [], time.perf_counter()
+        yield {"event": "start", "total_steps": self.total_steps, "parameters": self.flat.size,
+               "steps_per_epoch": self.windows}
+        while True:
+            step_loss, norm = self.train_step()
+            p.elapsed = time.perf_counter() - started
+            if math.isfinite(step_loss):
+                train_losses.append(step_loss)
+            rate = chars_per_step / max(time.perf_counter() - window_start, 1e-9)
+            window_start = time.perf_counter()
+            yield {"event": "step", "step": p.step, "loss": step_loss, "grad_norm": norm,
+                   "lr": self._lr(), "chars_per_s": rate, "elapsed": p.elapsed,
+                   "epoch": p.epoch}
+            if self.stop_signal is not None:
+                self._save("last.npz")
+                yield {"event": "interrupted", "signal": self.stop_signal, "step": p.step,
+                       "path": str(self.out / "last.npz")}
+                return
+            done = stop.after_step(p)
+            if done or schedule.due(p):
+                eval_started = time.perf_counter()
+                yield self._evaluate_and_save(sum(train_losses) / max(len(train_losses), 1))
+                stop.validated(time.perf_counter() - eval_started)
+                train_losses, window_start = [], time.perf_counter()
+                schedule.done(p)
+                if stop.out_of_patience(p):
+                    yield {"event": "early_stop", "step": p.step}
+                    done = True
+            if done:
+                break
+        p.elapsed = time.perf_counter() - started
+        yield {"event": "done", "step": p.step, "elapsed": p.elapsed, "best_val": p.best_val,
+               "last_val": p.last_val, "parameters": int(self.flat.size), "skipped": p.skipped}
+
+    def _lr(self):
+        t = self.tcfg
+        return t.lr * optim.schedule_factor(t.lr_schedule, self.stopping.fraction(self.progress),
+                                            t.warmup)
+
+    def train_step(self):
+        """One TBPTT step; returns (mean loss in nats, gradient norm before clipping)."""
+        t, p = self.tcfg, self.progress
+        x, y = self.batches[p.window]                                 # (T, B) each
+        with np.errstate(**QUIET):
+            logits, new_state, cache = model.forward(
+                self.params, self.mcfg, x, self.state, self.rng if t.dropout > 0 else None,
+                self.workspace)
+            nll_sum, dlogits = loss.cross_entropy(logits, y.reshape(-1))
+            step_loss = nll_sum / y.size
+            model.backward(self.params, self.mcfg, dlogits, cache, self.grads, ws=self.workspace)
+            norm = optim.global_norm(self.grad_flat)
+            # Checked before clipping: an inf norm times a clip factor would become NaN weights
+            if math.isfinite(step_loss) and math.isfinite(norm):
+                self.guard.finite_step(p, step_loss)
+                clip_and_step(self.grad_flat, norm, self.opt, self._lr(), t)
+                self.state = restart_some(new_state, self.rng, t.state_reset)
+            else:
+                self.guard.skipped_step(p, step_loss, norm)
+                finite = all(np.isfinite(a).all() for layer in new_state for a in layer)
+                self.state = (new_state if finite else
+                              model.initial_state(self.mcfg, t.batch_size))
+        p.step += 1
+        p.window += 1
+        if p.window == self.windows:
+            p.window = 0
+            p.epoch += 1
+        return step_loss, norm
+
+    def validation_loss(self, ids=None):
+        """Mean nats/char on the validation split (or ids), by the code `eval perplexity` uses."""
+        ids = self.val_ids if ids is None else ids
+        if len(ids) < 2:
+            return None
+        with np.errstate(**QUIET):                    # a non-finite score is the caller's to see
+            nll, count = score_ids(self.params, self.mcfg, ids, self.tcfg.eval_streams)
+        return nll / count
+
+    def _evaluate_and_save(self, train_loss):
+        p = self.progress
+        val = self.validation_loss()
+        self.guard.check_validation(p, val)
+        improved = p.record_validation(val)
+        self._save("last.npz")
+        if improved:
+            self._save("best.npz")
+        record = {"step": p.step, "epoch": p.epoch, "elapsed": round(p.elapsed, 3),
+                  "train_loss": train_loss, "val_loss": val, "lr": self._lr(),
+                  "skipped": p.skipped}
+        append_metrics(self.out, record)
+        return {"event": "eval", **record, "best_val": p.best_val, "improved": improved}
+
+    def _save(self, name):
+        try:
+            checkpoint.save_neural(self.out / name, self.sections(), self.params, self.vocab,
+                                   self.opt.moment_views, self.state)
+        except NonFiniteStateError as exc:
+            raise self.guard.unsaveable(exc) from None
+
+
+def restart_some(state, rng, chance):
+    """Restart a few streams' state from zero, so the model also learns to begin from the
+    zero state that sampling and evaluation start from. A model that only ever continues
+    carried state can come to rely on cell values built up over thousands of steps and then
+    score far worse from a fresh start. state: per layer, (B, H) arrays, changed in place."""
+    if chance <= 0:
+        return state
+    restart = rng.random(len(state[0][0])) < chance
+    if restart.any():
+        for layer in state:
+            for part in layer:
+                part[restart] = 0
+    return state
+
+
+def estimate_eval_seconds(validation_loss, val_ids):
+    """Time a short validation slice and scale it up, to keep the final pass in budget."""
+    if len(val_ids) < 2:
+        return 0.0
+    probe = val_ids[:min(len(val_ids), 2048)]
+    started = time.perf_counter()
+    validation_loss(probe)
+    seconds = time.perf_counter() - started
+    return 1.5 * seconds * len(val_ids) / len(probe) + 0.5
+
+
+def restore(trainer, loaded):
+    """Everything an exact resume needs: weights, moments, the update count, the carried
+    state, the generator and the position (tests/test_resume.py proves each matters)."""
+    params, moments, state = checkpoint.neural_arrays(loaded, trainer.mcfg)
+    for name, value in params.items():
+        trainer.params[name][...] = value
+    for moment, views in moments.items():
+        for name, value in views.items():
+            trainer.opt.moment_views[moment][name][...] = value
+    trainer.progress = Progress.from_dict(loaded.config["progress"])
+    trainer.opt.step_count = trainer.progress.optimizer_step
+    trainer.state = [tuple(a.copy() for a in layer) for layer in state]
+    if trainer.progress.rng is not None:
+        trainer.rng.bit_generator.state = trainer.progress.rng
+
+
+def clip_and_step(grad_flat, norm, opt, lr, tcfg):
+    """Clip (by value, then by the global norm) and take the optimizer's step."""
+    if tcfg.clip_value:
+        optim.clip_by_value(grad_flat, tcfg.clip_value)
+        norm = optim.global_norm(grad_flat)
+    optim.clip_by_norm(grad_flat, norm, tcfg.clip_norm)
+    opt.step(grad_flat, lr)
