@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench fuzz clean
+.PHONY: install test test-fast lint demo bench fuzz clean
 
 install: $(STAMP)
 
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 
 test: install
 	$(PY) -m pytest
+
+# the suite without its end-to-end runs (pytest's `slow` marker): for the edit-test loop
+test-fast: install
+	$(PY) -m pytest -m "not slow"
 
 lint: install
 	$(VENV)/bin/ruff check charlm tests benchmarks

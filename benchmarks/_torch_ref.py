@@ -50,7 +50,7 @@ def detach(state):
 
 
 class TorchTrainer:
-    """Stateful TBPTT over the same B streams and windows as charlm.train.Trainer."""
+    """Stateful TBPTT over the same B streams and windows as charlm.train.trainer.Trainer."""
 
     def __init__(self, params, cfg, train_ids, batch_size, seq_len, lr=2e-3, clip_norm=5.0):
         self.cfg, self.B, self.T, self.clip_norm = cfg, batch_size, seq_len, clip_norm
@@ -96,7 +96,7 @@ def sample(model, prime_id, length, temperature=1.0):
 
 @torch.no_grad()
 def score_ids(model, cfg, ids, streams=1, chunk_len=256):
-    """Summed nats and predictions, the definition of charlm.evaluate.score_ids: the N - 1
+    """Summed nats and predictions, the definition of charlm.nn.inference.score_ids: the N - 1
     predictions cut into S contiguous pieces, each from the zero state, state carried over
     chunks of chunk_len steps (one module call per chunk)."""
     n_pred = len(ids) - 1

@@ -35,10 +35,13 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from charlm import data, evaluate, model
-from charlm.cells import GATES
-from charlm.sample import Stepper, generate
-from charlm.train import TrainConfig, Trainer
+from charlm.data import text as data
+from charlm.lm.sampling import generate
+from charlm.nn import inference
+from charlm.nn.cells import CELLS as CELL_MODULES
+from charlm.nn.inference import Stepper
+from charlm.train.config import TrainConfig
+from charlm.train.trainer import Trainer
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -323,7 +326,7 @@ def gflops(seconds):
 def flops_per_char(cell, layers, hidden, vocab):
     """Forward FLOPs per character: 2 per multiplied weight of W_hh (every layer), W_ih
     (layers >= 1) and the head. Layer 0's W_ih is a row gather of a one-hot input: not counted."""
-    G = GATES[cell]
+    G = CELL_MODULES[cell].GATES
     weights = layers * G * hidden * hidden + (layers - 1) * G * hidden * hidden + vocab * hidden
     return 2 * weights
 
@@ -332,12 +335,12 @@ def scoring_products_seconds(params, mcfg, streams, steps, reps=5):
     """Seconds that charlm's scoring spends in matrix products alone for `steps` time steps
     of `streams` streams: per layer the recurrent product of every step, the input projection
     of each layer above the first, and the head; the same folded arrays, memory orders and
-    calls as charlm.model.infer (median of reps chunks of CHUNK_LEN steps, scaled to steps).
+    calls as charlm.nn.inference.infer (median of reps chunks of CHUNK_LEN steps, scaled to steps).
     A lower bound on any numpy scoring pass: the elementwise work, the first layer's gather
     and the loss come on top."""
     S, T, H = streams, CHUNK_LEN, mcfg.hidden
     dt = params["head.weight"].dtype
-    folded = model.fold_for_inference(params, mcfg, S)
+    folded = inference.fold_for_inference(params, mcfg, S)
     rng = np.random.default_rng(0)
     inp = rng.standard_normal((T, H, S)).astype(dt) * 0.1
     h = np.ascontiguousarray(inp[0, :, 0]) if S == 1 else np.ascontiguousarray(inp[0])
@@ -424,7 +427,7 @@ def bench_config(name, cell, corpus, train_ids, val_ids, plans, torch, ref, work
         nll = {}
 
         def eval_a(ids=ids, streams=streams, nll=nll):
-            nll["a"] = evaluate.score_ids(params, mcfg, ids, streams=streams, chunk_len=CHUNK_LEN)
+            nll["a"] = inference.score_ids(params, mcfg, ids, streams=streams, chunk_len=CHUNK_LEN)
 
         warm = ids[:EVAL_WARMUP_CHARS]
         warm_a = functools.partial(eval_a, warm)
@@ -686,7 +689,8 @@ def markdown(args, info, rows, peak, startup, memory, run_seconds, plans, self_r
         "## Sampling (batch 1)",
         "",
         f"One unit = {SAMPLE_LEN:,} characters at temperature 1 from a zero state, each fed "
-        "back in. charlm: `charlm.sample.Stepper` + `generate`; PyTorch: a loop calling the "
+        "back in. charlm: `charlm.nn.inference.Stepper` + `charlm.lm.sampling.generate`; "
+        "PyTorch: a loop calling the "
         "module on a (1, 1) input with the state, softmax, `torch.multinomial`, under "
         f"`torch.no_grad()`. Target: ratio ≥ {SAMPLE_TARGET}.",
         "",
@@ -700,7 +704,7 @@ def markdown(args, info, rows, peak, startup, memory, run_seconds, plans, self_r
         "",
         "## Evaluation",
         "",
-        "Scoring a text (`charlm.evaluate.score_ids`, the code of `charlm eval perplexity` and "
+        "Scoring a text (`charlm.nn.inference.score_ids`, the code of `charlm eval perplexity` and "
         "of validation): the predictions cut into S contiguous pieces, each from the zero "
         f"state, state carried over chunks of {CHUNK_LEN} steps. PyTorch scores the same "
         f"pieces, one module call per chunk, under `torch.no_grad()`. To keep the run short, "

@@ -61,8 +61,9 @@ def run_torch(corpus, budget, info):
     import torch
     from _torch_ref import TorchTrainer
 
-    from charlm import data, evaluate, model, optim
-    from charlm.model import ModelConfig
+    from charlm.data import text as data
+    from charlm.nn import inference, model, optim
+    from charlm.nn.model import ModelConfig
 
     torch.set_num_threads(os.cpu_count() or 1)
     m, t = info["model"], info["train"]
@@ -78,7 +79,7 @@ def run_torch(corpus, budget, info):
 
     def validate(streams):
         trained = {k: v.detach().numpy() for k, v in trainer.model.state_dict().items()}
-        nll, count = evaluate.score_ids(trained, cfg, val_ids, streams=streams)
+        nll, count = inference.score_ids(trained, cfg, val_ids, streams=streams)
         return nll / count
 
     curve, trained_for, next_eval = [], 0.0, CURVE_EVERY

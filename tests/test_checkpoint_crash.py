@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from charlm.errors import CheckpointError
 from charlm.fs import remove_stale_temps
@@ -28,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHILD = """
 import sys
 import numpy as np
+import pytest
 from charlm.io.npz import json_to_array, save_checkpoint
 
 def naive_save(path, arrays, config, format_version):
@@ -75,6 +77,7 @@ def save_first(path: Path) -> np.ndarray:
     return base
 
 
+@pytest.mark.slow
 def test_sigkill_during_save_never_leaves_a_torn_checkpoint(tmp_path):
     rng = random.Random(20240611)
     path = tmp_path / "last.npz"

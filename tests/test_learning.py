@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from charlm.data import text as data
 from charlm.nn import inference
@@ -36,11 +37,22 @@ def test_overfits_a_200_character_text(tmp_path):
     assert nll / count < 0.05
 
 
+def unigram_entropy(ids):
+    """Nats/char of the best model that ignores context: the split's own character frequencies."""
+    counts = np.bincount(np.asarray(ids, np.int64))
+    p = counts[counts > 0] / len(ids)
+    return float(-(p * np.log(p)).sum())
+
+
+@pytest.mark.slow
 def test_300_steps_on_tiny_shakespeare_beat_the_unigram_entropy(tiny_shakespeare, tmp_path):
     tcfg = TrainConfig(cell="lstm", layers=1, hidden=128, seq_len=64, batch_size=32,
                        steps=300, eval_every=300, eval_streams=16)
-    trainer, _ = _train(tiny_shakespeare, tcfg, tmp_path / "run")
+    trainer, corpus = _train(tiny_shakespeare, tcfg, tmp_path / "run")
     val = trainer.progress.best_val
-    assert val < 3.35, val
+    # the bar: the unigram entropy of the training split (3.31 nats/char), less a margin that
+    # a model which learnt nothing but the frequencies (or fit them to the wrong split) misses
+    bar = unigram_entropy(trainer.train_ids) - 0.5
+    assert val < bar, (val, bar)
     record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["val_loss"] == val and np.isfinite(record["train_loss"])

@@ -14,7 +14,8 @@ from charlm import names
 
 def global_norm(grad_flat):
     """L2 norm of all gradients. float32 first (fast); float64 when float32 overflows."""
-    norm = math.sqrt(float(np.dot(grad_flat, grad_flat)))
+    with np.errstate(over="ignore"):             # an overflow is what the fallback is for
+        norm = math.sqrt(float(np.dot(grad_flat, grad_flat)))
     if not math.isfinite(norm) and np.isfinite(grad_flat).all():
         norm = float(np.linalg.norm(grad_flat.astype(np.float64)))
     return norm

@@ -1,0 +1,58 @@
+"""Checkpoints written by an earlier charlm still load, score, sample and resume the same.
+
+tests/data/format1/*.npz were written by charlm 0.1.0 as released before the package was
+reorganised (format version 1), trained on conftest.SMALL_TEXT with
+    charlm train small.txt --cell CELL --layers 2 --hidden 12 --batch-size 4 --seq-len 16
+        --steps 12 --eval-every 6 --optimizer adamw      (rnn: --activation relu)
+    charlm train small.txt --cell ngram --order 4
+The figures below are what that charlm printed for them (`eval perplexity --json`, `sample
+--prime "The " --length 40 --seed 3`, and the score after `train --resume ... --steps 18`).
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from charlm.cli import main
+
+FIXTURES = Path(__file__).parent / "data" / "format1"
+NATS = {"gru": 3.433416319685504, "lstm": 3.468193011385425, "rnn": 3.509804261392197,
+        "ngram": 0.1375037402887854}
+SAMPLES = {"gru": "The ,ask,ghAq.fjglqybnob\nzbcvlhr pe,nxTmbqpT",
+           "lstm": "The ,Ttl,giAq.fjgmrybopb\nzccwlhs",
+           "rnn": "The ,atl.giAr.fjglrybopc\nyccwmis",
+           "ngram": "The lazy dog.\nA stone ga x fshes ning, and e"}
+LSTM_RESUMED_TO_18 = 3.451519622139074
+
+
+def run(capfd, *args):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    out, err = capfd.readouterr()
+    return exit_info.value.code, out, err
+
+
+@pytest.mark.parametrize("kind", sorted(NATS))
+def test_an_earlier_checkpoint_scores_and_samples_the_same(kind, small_corpus, capfd):
+    path = FIXTURES / f"{kind}.npz"
+    code, out, err = run(capfd, "eval", "perplexity", path, small_corpus, "--json")
+    assert code == 0, err
+    assert json.loads(out)["nats_per_char"] == NATS[kind]
+    code, out, err = run(capfd, "sample", path, "--prime", "The ", "--length", 40, "--seed", 3)
+    assert code == 0, err
+    assert out.startswith(SAMPLES[kind])
+    code, out, err = run(capfd, "info", path, "--json")
+    assert code == 0 and json.loads(out)["format_version"] == 1, err
+
+
+def test_an_earlier_checkpoint_resumes_exactly(small_corpus, tmp_path, capfd):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "last.npz").write_bytes((FIXTURES / "lstm.npz").read_bytes())
+    code, _, err = run(capfd, "train", small_corpus, "--resume", run_dir / "last.npz",
+                       "--steps", 18, "--quiet")
+    assert code == 0, err
+    code, out, err = run(capfd, "eval", "perplexity", run_dir / "last.npz", small_corpus,
+                         "--json")
+    assert json.loads(out)["nats_per_char"] == LSTM_RESUMED_TO_18
