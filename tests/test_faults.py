@@ -298,6 +298,26 @@ def test_b2_b4_a_failed_save_exits_5_and_keeps_the_previous_checkpoint(
     assert [r["step"] for r in metrics(out)] == [5]
 
 
+@pytest.mark.parametrize("cell", ["gru", "ngram"])
+def test_b2_a_full_disk_at_the_metrics_log_is_an_output_error(small_corpus, tmp_path, capfd,
+                                                              monkeypatch, cell):
+    """Either model kind's metrics.jsonl goes through the run directory, so a full disk there
+    is exit 5 with a message naming the file, not an internal error."""
+    real_open = open
+
+    def full_disk(file, mode="r", *args, **kwargs):
+        if str(file).endswith("metrics.jsonl") and "a" in mode:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(file))
+        return real_open(file, mode, *args, **kwargs)
+    monkeypatch.setattr("builtins.open", full_disk)
+    out = tmp_path / "run"
+    if cell == "ngram":
+        code, _, err = run(capfd, "train", small_corpus, "--cell", "ngram", "--out", out)
+    else:
+        code, _, err = train(capfd, small_corpus, out, cell=cell)
+    assert_error(err, code, 5, "metrics.jsonl", "No space left on device")
+
+
 def test_b3_an_unwritable_output_directory_fails_before_any_step(small_corpus, tmp_path, capfd,
                                                                  monkeypatch):
     # root ignores chmod here, so the refusal of a read-only filesystem is injected
