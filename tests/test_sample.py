@@ -21,3 +21,20 @@ def test_stepper_logits_equal_the_model_on_the_same_text(cell, activation):
     stepper = Stepper(params, cfg)
     got = np.stack([stepper.step(int(i)).copy() for i in ids])
     assert np.allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "ngram"])
+def test_a_reset_stepper_starts_again_from_the_zero_state(kind):
+    """Every model kind's stepper (through charlm.lm.load) forgets what it read on reset()."""
+    from pathlib import Path
+
+    from charlm import lm
+    path = Path(__file__).parent / "data" / "format1" / f"{kind}.npz"
+    model_ = lm.load(path)
+    ids = [int(i) for i in model_.vocab.encode("The lazy dog.\n")[0]]   # ".\nT" was seen
+    stepper = model_.stepper()
+    first = [stepper.step(i).copy() for i in ids]
+    stepper.reset()
+    again = [stepper.step(i).copy() for i in ids]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert np.array_equal(model_.stepper().step(ids[0]), first[0])
