@@ -104,6 +104,26 @@ def test_a_split_of_another_text_comes_with_a_note(trained, small_corpus, tmp_pa
     assert code == 0 and "trained on a different text" in err
 
 
+def test_compare_with_unknown_skip_counts_each_models_skipped_characters(trained, small_corpus,
+                                                                        tmp_path, capfd):
+    """Each model has its own vocabulary, so each row says how many characters it skipped."""
+    text = tmp_path / "euro.txt"
+    text.write_text(small_corpus.read_text(encoding="utf-8") + "€€€", encoding="utf-8")
+    euro = tmp_path / "euro-run"
+    code, _, err = run(capfd, "train", text, "--cell", "ngram", "--order", "3", "--out", euro)
+    assert code == 0, err
+    args = ("eval", "perplexity", trained / "last.npz", text, "--compare", euro / "last.npz",
+            "--unknown", "skip")
+    code, out, err = run(capfd, *args, "--json")
+    assert code == 0, err
+    assert [r["skipped"] for r in json.loads(out)] == [3, 0]
+    code, out, err = run(capfd, *args)
+    assert code == 0, err
+    gru = next(line for line in out.splitlines() if "GRU" in line)
+    ngram = next(line for line in out.splitlines() if "Kneser-Ney" in line)
+    assert gru.rstrip(" │").endswith(" 3") and ngram.rstrip(" │").endswith(" 0"), out
+
+
 def test_streams_give_nearly_the_same_score(trained, small_corpus, capfd):
     one = json.loads(run(capfd, "eval", "perplexity", trained / "last.npz", small_corpus,
                          "--json")[1])

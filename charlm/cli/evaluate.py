@@ -116,19 +116,19 @@ class _Texts:
 
 
 def _print_results(results):
-    from rich.console import Console
     from rich.table import Table
 
     from charlm.cli import render
-    table = Table(title="perplexity")
+    skipped = any("skipped" in r for _, r in results)     # --unknown skip: per model, since
+    table = Table(title="perplexity")                     # each has its own vocabulary
     table.add_column("checkpoint", overflow="fold")
     table.add_column("model", overflow="fold")
-    for column in ("predictions", "nats/char", "bits/char", "perplexity"):
+    columns = ("predictions", "nats/char", "bits/char", "perplexity") + (
+        ("skipped",) if skipped else ())
+    for column in columns:
         table.add_column(column, justify="right")
     for model, r in results:
-        table.add_row(str(model.path), model.describe(), f"{r['chars']:,}",
-                      f"{r['nats_per_char']:.4f}", f"{r['bits_per_char']:.4f}",
-                      f"{r['perplexity']:.3f}")
+        row = [str(model.path), model.describe(), f"{r['chars']:,}", f"{r['nats_per_char']:.4f}",
+               f"{r['bits_per_char']:.4f}", f"{r['perplexity']:.3f}"]
+        table.add_row(*row, *([f"{r['skipped']:,}"] if skipped else []))
     render.print_table(table)
-    if any(r.get("skipped") for _, r in results):
-        Console().print(f"skipped unknown characters: {results[0][1]['skipped']:,}")

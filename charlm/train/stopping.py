@@ -11,12 +11,13 @@ import math
 
 
 def total_steps(tcfg, windows):
-    """The run's step count: --steps, --epochs in steps, none (0) for a time budget alone,
-    else one pass over the corpus."""
-    if tcfg.steps:
-        return tcfg.steps
+    """The run's step count: the first reached of --steps and --epochs (in steps), none (0)
+    for a time budget alone, else one pass over the corpus."""
+    limits = [tcfg.steps] if tcfg.steps else []
     if tcfg.epochs:
-        return max(1, math.ceil(tcfg.epochs * windows))
+        limits.append(max(1, math.ceil(tcfg.epochs * windows)))
+    if limits:
+        return min(limits)
     if tcfg.time_budget:
         return 0
     return windows

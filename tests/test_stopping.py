@@ -1,0 +1,47 @@
+"""When a run stops and validates (charlm.train.stopping), rule by rule."""
+
+from charlm.io.progress import Progress
+from charlm.train.config import TrainConfig
+from charlm.train.stopping import EvalSchedule, StoppingRule, total_steps
+
+
+def test_steps_and_epochs_stop_at_the_first_reached():
+    windows = 26                                      # one pass
+    assert total_steps(TrainConfig(steps=100, epochs=2), windows) == 52
+    assert total_steps(TrainConfig(steps=10, epochs=2), windows) == 10
+    assert total_steps(TrainConfig(epochs=0.5), windows) == 13
+    assert total_steps(TrainConfig(steps=7), windows) == 7
+    assert total_steps(TrainConfig(time_budget=30), windows) == 0
+    assert total_steps(TrainConfig(), windows) == windows
+
+
+def test_a_budget_stops_a_final_validation_early_and_is_recorded_as_spent():
+    rule = StoppingRule(steps=0, time_budget=100, patience=0)
+    rule.validated(10.0)                              # a validation takes 10 s
+    p = Progress(step=5, elapsed=85.0)
+    assert not rule.after_step(p) and p.budget_spent is None
+    p.elapsed = 91.0                                  # 91 + 10 > 100: the last step
+    assert rule.after_step(p) and p.budget_spent == 100
+    resumed = Progress(step=6, elapsed=95.0, budget_spent=100)
+    assert rule.finished(resumed)                     # the same budget again: nothing to do
+    assert not StoppingRule(0, 200, 0).finished(resumed)   # a larger one extends the run
+
+
+def test_steps_patience_and_the_fraction_the_schedule_follows():
+    rule = StoppingRule(steps=10, time_budget=0, patience=2)
+    assert not rule.finished(Progress(step=9)) and rule.finished(Progress(step=10))
+    assert not rule.out_of_patience(Progress(evals_since_best=1))
+    assert rule.out_of_patience(Progress(evals_since_best=2))
+    assert not StoppingRule(10, 0, 0).out_of_patience(Progress(evals_since_best=99))
+    assert rule.fraction(Progress(step=5)) == 0.5
+    both = StoppingRule(steps=10, time_budget=100, patience=0)
+    assert both.fraction(Progress(step=2, elapsed=60.0)) == 0.6   # the further of the two
+
+
+def test_validation_every_n_steps_or_every_s_seconds():
+    by_steps = EvalSchedule(TrainConfig(steps=50), steps=50, elapsed=0.0)
+    assert [s for s in range(1, 51) if by_steps.due(Progress(step=s))] == list(range(5, 51, 5))
+    by_time = EvalSchedule(TrainConfig(time_budget=100), steps=0, elapsed=0.0)
+    assert not by_time.due(Progress(elapsed=19.0)) and by_time.due(Progress(elapsed=20.0))
+    by_time.done(Progress(elapsed=21.0))
+    assert not by_time.due(Progress(elapsed=40.0)) and by_time.due(Progress(elapsed=41.0))
