@@ -395,6 +395,26 @@ def test_b7_c3_a_live_training_process_holds_its_directory(text, small_corpus, t
     assert checkpoint.load(out / "last.npz").config["progress"]["step"] >= 20
 
 
+def test_b11_resume_points_at_a_run_directorys_last_checkpoint(small_corpus, tmp_path, capfd):
+    out = tmp_path / "run"
+    code, _, err = train(capfd, small_corpus, out)
+    assert code == 0, err
+    code, _, err = run(capfd, "train", small_corpus, "--resume", out)
+    assert_error(err, code, 4, f"{out} is a directory", str(out / "last.npz"))
+
+
+def test_b12_an_n_gram_run_is_refitted_never_resumed(small_corpus, tmp_path, capfd):
+    out = tmp_path / "ngram"
+    code, _, err = run(capfd, "train", small_corpus, "--cell", "ngram", "--out", out)
+    assert code == 0, err
+    code, _, err = run(capfd, "train", small_corpus, "--cell", "ngram", "--out", out)
+    assert_error(err, code, 2, "already holds", "--force")
+    assert "--resume" not in err                    # an n-gram has nothing to resume
+    code, _, err = run(capfd, "train", small_corpus, "--cell", "ngram", "--out", out,
+                       "--resume", out / "last.npz")
+    assert_error(err, code, 2, "nothing to resume", "--resume")
+
+
 def test_b10_a_foreign_file_named_last_npz_is_not_overwritten(small_corpus, tmp_path, capfd):
     out = tmp_path / "run"
     out.mkdir()

@@ -53,7 +53,7 @@ def train(
     given = {k: _plain(values[k]) for k in RESUMED if values[k] is not None}
     limits = {k: values[k] for k in LIMITS}
     if given.get("cell") == NGRAM:
-        _train_ngram(corpus, given, order, out, force, encoding_errors.value)
+        _train_ngram(corpus, given, order, out, resume, force, encoding_errors.value)
     else:
         _train_neural(corpus, given, limits, out, resume, force, encoding_errors.value, quiet)
 
@@ -77,14 +77,14 @@ def _train_neural(corpus_paths, given, limits, out, resume, force, encoding_erro
         train_view.show(trainer, corpus, quiet)
 
 
-def _train_ngram(corpus_paths, given, order, out, force, encoding_errors):
+def _train_ngram(corpus_paths, given, order, out, resume, force, encoding_errors):
     """Fit and save the Kneser-Ney baseline, then show its validation score."""
     from charlm.cli import render
     from charlm.train import ngram
     from charlm.train.rundir import RunDir
-    out = ngram.plan_out(corpus_paths, given, out)
+    out = ngram.plan_out(corpus_paths, given, out, resume)
     corpus = render.read_corpus(corpus_paths, encoding_errors)
-    with RunDir(out, fresh=True, force=force):
+    with RunDir(out, fresh=True, force=force, resumable=False):
         model, val, fit_seconds = ngram.fit_and_save(corpus, given.get("val_frac", 0.1),
                                                      order, out)
     table = render.key_value_table(f"{order}-gram Kneser-Ney baseline")

@@ -13,8 +13,11 @@ from charlm.nn import kneser_ney
 from charlm.train.rundir import CHECKPOINTS, append_metrics, check_not_corpus
 
 
-def plan_out(corpus_paths, given, out):
+def plan_out(corpus_paths, given, out, resume=None):
     """The run directory of an n-gram run; refuses options that mean nothing to it."""
+    if resume is not None:
+        raise UsageError("an n-gram is fitted in seconds and has nothing to resume; drop "
+                         "--resume (and use --force to refit into the same --out)")
     ignored = sorted(k for k in given if k not in ("cell", "val_frac"))
     if ignored:
         raise UsageError(f"--cell ngram takes --order and --val-frac, not "

@@ -24,8 +24,9 @@ def check_not_corpus(out, corpus_paths):
 class RunDir:
     """An open, locked run directory. Use as a context manager; closing releases the lock."""
 
-    def __init__(self, out, *, fresh, force):
-        """Create and lock out; a fresh run refuses one that holds checkpoints."""
+    def __init__(self, out, *, fresh, force, resumable=True):
+        """Create and lock out; a fresh run refuses one that holds checkpoints (and suggests
+        --resume where the model kind can be resumed)."""
         self.path = Path(out)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -35,7 +36,7 @@ class RunDir:
                               "choose another --out") from None
         try:
             self._take_lock()
-            self._prepare(fresh, force)
+            self._prepare(fresh, force, resumable)
         except BaseException:
             self._lock.close()
             raise
@@ -64,14 +65,14 @@ class RunDir:
         except OSError:
             pass                                    # only a nicety; the probe reports a bad dir
 
-    def _prepare(self, fresh, force):
+    def _prepare(self, fresh, force, resumable):
         out = self.path
         remove_stale_temps(out)
         existing = [name for name in CHECKPOINTS if (out / name).exists()]
         if fresh and existing and not force:
-            raise UsageError(f"{out} already holds {', '.join(existing)}; continue it with "
-                             f"--resume {out / existing[0]}, overwrite with --force, "
-                             "or choose another --out")
+            resume = f"continue it with --resume {out / existing[0]}, " if resumable else ""
+            raise UsageError(f"{out} already holds {', '.join(existing)}; {resume}overwrite "
+                             "with --force, or choose another --out")
         probe = out / ".charlm-probe.tmp"
         try:
             probe.write_bytes(b"")

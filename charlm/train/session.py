@@ -10,7 +10,7 @@ from pathlib import Path
 
 from charlm.data import text
 from charlm.data.batching import steps_per_epoch
-from charlm.errors import CorpusError, UsageError
+from charlm.errors import CheckpointError, CorpusError, UsageError
 from charlm.io import checkpoint
 from charlm.names import NGRAM
 from charlm.train import autosize
@@ -45,6 +45,9 @@ def plan(corpus, corpus_paths, given, limits, out=None, resume=None):
     loaded = None
     limits = {k: v for k, v in limits.items() if v is not None}
     if resume is not None:
+        if Path(resume).is_dir():
+            raise CheckpointError(f"{resume} is a directory; to continue its run, give "
+                                  f"{Path(resume) / 'last.npz'}")
         loaded = checkpoint.load(resume)
         if loaded.kind == NGRAM:
             raise UsageError(f"{resume} is an n-gram model; there is nothing to resume")
