@@ -45,3 +45,11 @@ def test_parameter_count_matches_the_model():
     cfg = model.ModelConfig(cell="gru", vocab_size=65, hidden=32, layers=3)
     flat, _ = model.init_params(cfg, np.random.default_rng(0))
     assert autosize.parameter_count("gru", 65, 3, 32) == flat.size
+
+
+def test_parameter_count_matches_the_model_with_an_embedding():
+    from charlm.nn import model
+    for cell in ("rnn", "lstm", "gru"):
+        cfg = model.ModelConfig(cell=cell, vocab_size=3000, hidden=16, layers=2, embed=8)
+        flat, _ = model.init_params(cfg, np.random.default_rng(0))
+        assert autosize.parameter_count(cell, 3000, 2, 16, embed=8) == flat.size

@@ -56,3 +56,16 @@ def test_an_earlier_checkpoint_resumes_exactly(small_corpus, tmp_path, capfd):
     code, out, err = run(capfd, "eval", "perplexity", run_dir / "last.npz", small_corpus,
                          "--json")
     assert json.loads(out)["nats_per_char"] == LSTM_RESUMED_TO_18
+
+
+def test_an_embedding_needs_format_2(tmp_path, capfd):
+    """A model with an embedding is written as format 2 (a charlm that reads only format 1
+    refuses it by its version); a format-1 file that claims one is refused as corrupt."""
+    from charlm.io import checkpoint, npz
+    loaded = checkpoint.load(FIXTURES / "gru.npz")
+    config = json.loads(json.dumps(loaded.config))
+    config["model"]["embed"] = 4
+    bad = tmp_path / "bad.npz"
+    npz.save_checkpoint(bad, dict(loaded.arrays), config, 1)
+    code, _, err = run(capfd, "info", bad)
+    assert code == 4 and "'embed' needs format 2" in err, err

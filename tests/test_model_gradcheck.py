@@ -10,9 +10,9 @@ from charlm.nn.model import ModelConfig
 CASES = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
 
 
-def _random_model(cell, activation, layers, rng, V=5, H=4, dropout=0.0):
+def _random_model(cell, activation, layers, rng, V=5, H=4, dropout=0.0, embed=0):
     cfg = ModelConfig(cell=cell, vocab_size=V, hidden=H, layers=layers,
-                      activation=activation, dropout=dropout)
+                      activation=activation, dropout=dropout, embed=embed)
     flat, params = model.init_params(cfg, rng, dtype=np.float64)
     flat[:] = rng.standard_normal(flat.shape) * 0.5    # non-trivial biases too
     if activation == "relu":
@@ -33,9 +33,10 @@ BATCHES = [1, 3, 5]
 @pytest.mark.parametrize("cell,activation", CASES)
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("B", BATCHES)
-def test_model_gradients_match_finite_differences(cell, activation, layers, B):
+@pytest.mark.parametrize("embed", [0, 3])            # one-hot input, a learned embedding
+def test_model_gradients_match_finite_differences(cell, activation, layers, B, embed):
     rng = np.random.default_rng(0)
-    cfg, flat, params = _random_model(cell, activation, layers, rng)
+    cfg, flat, params = _random_model(cell, activation, layers, rng, embed=embed)
     T = 4
     x = rng.integers(0, cfg.vocab_size, (T, B))
     y = rng.integers(0, cfg.vocab_size, (T, B))
@@ -158,9 +159,12 @@ def test_one_stream_inference_is_the_same_for_either_weight_order(cell, activati
 
 @pytest.mark.parametrize("cell,activation", CASES)
 @pytest.mark.parametrize("B", BATCHES)
-def test_inference_path_equals_the_training_forward(cell, activation, B):
+@pytest.mark.parametrize("embed", [0, 3])
+def test_inference_path_equals_the_training_forward(cell, activation, B, embed):
+    """Scoring reads layer 0 from one table by id, embed.weight @ W_ih^T with an embedding;
+    training multiplies the gathered rows: the same numbers."""
     rng = np.random.default_rng(5)
-    cfg, flat, params = _random_model(cell, activation, 2, rng)
+    cfg, flat, params = _random_model(cell, activation, 2, rng, embed=embed)
     x = rng.integers(0, cfg.vocab_size, (6, B))
     state = _random_state(cfg, B, rng)
     logits, final, _ = model.forward(params, cfg, x, state)
@@ -169,3 +173,29 @@ def test_inference_path_equals_the_training_forward(cell, activation, B):
     for a, b in zip(final, final_infer):
         for u, v in zip(a, b):
             assert np.allclose(u, v, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_embedding_gradient_over_a_large_vocabulary(cell):
+    """From ONE_HOT_MAX_COLS up the rows are summed by sorting ids, not through a one-hot
+    matrix: the gradient of embed.weight (and W_ih) there, ids repeated and most rows unseen."""
+    rng = np.random.default_rng(7)
+    cfg, flat, params = _random_model(cell, "tanh", 1, rng, V=300, H=3, embed=2)
+    x = rng.integers(0, 12, (4, 3)) * 25                # 12 distinct ids of 300, repeated
+    y = rng.integers(0, cfg.vocab_size, (4, 3))
+    state = _random_state(cfg, 3, rng)
+
+    def objective():
+        logits, _, _ = model.forward(params, cfg, x, state)
+        return loss.cross_entropy(logits, y.reshape(-1), want_grad=False)[0] / y.size
+
+    logits, _, cache = model.forward(params, cfg, x, state)
+    _, dlogits = loss.cross_entropy(logits, y.reshape(-1))
+    _, grads = model.allocate(model.param_shapes(cfg), np.float64)
+    model.backward(params, cfg, dlogits, cache, grads)
+    seen = np.unique(x)
+    numeric = numeric_grad(objective, params["embed.weight"])
+    assert rel_error(grads["embed.weight"], numeric) < 1e-6
+    assert not np.any(np.delete(grads["embed.weight"], seen, axis=0))   # unseen rows: zero
+    assert rel_error(grads["rnn.weight_ih_l0"],
+                     numeric_grad(objective, params["rnn.weight_ih_l0"])) < 1e-6

@@ -4,6 +4,8 @@ The same test runs with each piece of saved state replaced in turn by what a fre
 from (as a resume that forgot the piece would), to prove it would catch a missing piece.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -88,3 +90,11 @@ def test_the_resume_test_catches_each_missing_piece(corpus, tmp_path, missing):
     straight = _run(corpus, tcfg, tmp_path / "a")
     broken = _interrupted_then_resumed(corpus, tmp_path, tcfg, forget=missing)
     assert not np.array_equal(straight.flat, broken.flat), missing
+
+
+def test_resume_with_an_embedding_is_exact(corpus, tmp_path):
+    tcfg = dataclasses.replace(_config(), embed=4)
+    straight = _run(corpus, tcfg, tmp_path / "a")
+    resumed = _interrupted_then_resumed(corpus, tmp_path, tcfg)
+    assert "embed.weight" in straight.params
+    assert np.array_equal(straight.flat, resumed.flat)

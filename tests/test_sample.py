@@ -10,9 +10,11 @@ from charlm.nn.model import ModelConfig
 
 @pytest.mark.parametrize("cell,activation",
                          [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")])
-def test_stepper_logits_equal_the_model_on_the_same_text(cell, activation):
+@pytest.mark.parametrize("embed", [0, 4])
+def test_stepper_logits_equal_the_model_on_the_same_text(cell, activation, embed):
     rng = np.random.default_rng(0)
-    cfg = ModelConfig(cell=cell, vocab_size=9, hidden=6, layers=2, activation=activation)
+    cfg = ModelConfig(cell=cell, vocab_size=9, hidden=6, layers=2, activation=activation,
+                      embed=embed)
     flat, params = model.init_params(cfg, rng, dtype=np.float64)
     flat += rng.standard_normal(flat.shape) * 0.3              # non-zero biases too
     ids = rng.integers(0, cfg.vocab_size, 12)

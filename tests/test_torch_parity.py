@@ -13,19 +13,26 @@ CASES = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
 
 
 class TorchLM(torch.nn.Module):
-    """The PyTorch model a user would write: one-hot input, nn.RNN/LSTM/GRU, nn.Linear."""
+    """The PyTorch model a user would write: one-hot input or nn.Embedding, nn.RNN/LSTM/GRU,
+    nn.Linear."""
 
     def __init__(self, cfg, dtype):
         super().__init__()
         kinds = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
         extra = {"nonlinearity": cfg.activation} if cfg.cell == "rnn" else {}
         self.vocab_size = cfg.vocab_size
-        self.rnn = kinds[cfg.cell](cfg.vocab_size, cfg.hidden, cfg.layers, dtype=dtype, **extra)
+        if cfg.embed:
+            self.embed = torch.nn.Embedding(cfg.vocab_size, cfg.embed, dtype=dtype)
+        self.rnn = kinds[cfg.cell](cfg.embed or cfg.vocab_size, cfg.hidden, cfg.layers,
+                                   dtype=dtype, **extra)
         self.head = torch.nn.Linear(cfg.hidden, cfg.vocab_size, dtype=dtype)
 
     def forward(self, x, state):
-        onehot = torch.nn.functional.one_hot(x, self.vocab_size).to(self.head.weight.dtype)
-        hs, state = self.rnn(onehot, state)                   # time-major (T, B, H)
+        if hasattr(self, "embed"):
+            inputs = self.embed(x)
+        else:
+            inputs = torch.nn.functional.one_hot(x, self.vocab_size).to(self.head.weight.dtype)
+        hs, state = self.rnn(inputs, state)                   # time-major (T, B, H)
         return self.head(hs), state
 
 
@@ -42,9 +49,10 @@ def torch_state(cfg, state):
     return hs
 
 
-def _setup(cell, activation, dtype, layers=2, seed=0, B=3):
+def _setup(cell, activation, dtype, layers=2, seed=0, B=3, embed=0):
     rng = np.random.default_rng(seed)
-    cfg = ModelConfig(cell=cell, vocab_size=11, hidden=8, layers=layers, activation=activation)
+    cfg = ModelConfig(cell=cell, vocab_size=11, hidden=8, layers=layers, activation=activation,
+                      embed=embed)
     flat, params = model.init_params(cfg, rng, dtype=dtype)
     flat += (rng.standard_normal(flat.shape) * 0.1).astype(dtype)   # non-zero biases
     T = 7
@@ -57,8 +65,9 @@ def _setup(cell, activation, dtype, layers=2, seed=0, B=3):
 
 @pytest.mark.parametrize("cell,activation", CASES)
 @pytest.mark.parametrize("B", [1, 3, 6])     # the layout paths differ by batch (see model.py)
-def test_forward_loss_and_gradients_match_torch_float64(cell, activation, B):
-    cfg, flat, params, x, y, state = _setup(cell, activation, np.float64, B=B)
+@pytest.mark.parametrize("embed", [0, 5])    # one-hot input; nn.Embedding(V, 5)
+def test_forward_loss_and_gradients_match_torch_float64(cell, activation, B, embed):
+    cfg, flat, params, x, y, state = _setup(cell, activation, np.float64, B=B, embed=embed)
     logits, final, cache = model.forward(params, cfg, x, state)
     nll, dlogits = loss.cross_entropy(logits.copy(), y.reshape(-1))
     _, grads = model.allocate(model.param_shapes(cfg), np.float64)
@@ -85,8 +94,9 @@ def test_forward_loss_and_gradients_match_torch_float64(cell, activation, B):
 
 
 @pytest.mark.parametrize("cell,activation", CASES)
-def test_float32_loss_matches_torch(cell, activation):
-    cfg, flat, params, x, y, state = _setup(cell, activation, np.float32, seed=1)
+@pytest.mark.parametrize("embed", [0, 5])
+def test_float32_loss_matches_torch(cell, activation, embed):
+    cfg, flat, params, x, y, state = _setup(cell, activation, np.float32, seed=1, embed=embed)
     logits, _, _ = model.forward(params, cfg, x, state)
     nll, _ = loss.cross_entropy(logits, y.reshape(-1), want_grad=False)
     ref = to_torch(params, cfg, torch.float32)
@@ -98,19 +108,21 @@ def test_float32_loss_matches_torch(cell, activation):
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_checkpoint_params_give_the_same_perplexity_in_torch(cell, tmp_path):
+@pytest.mark.parametrize("embed", [0, 5])
+def test_checkpoint_params_give_the_same_perplexity_in_torch(cell, embed, tmp_path):
     """A charlm checkpoint's params/ arrays loaded into torch score a text identically."""
     from charlm.data.vocab import Vocab
     from charlm.io import checkpoint
 
     rng = np.random.default_rng(2)
-    cfg, flat, params, _, _, _ = _setup(cell, "tanh", np.float32, seed=2)
+    cfg, flat, params, _, _, _ = _setup(cell, "tanh", np.float32, seed=2, embed=embed)
     vocab = Vocab(list(range(97, 97 + cfg.vocab_size)))
     config = {"model": cfg.to_dict(), "train": {"optimizer": "sgd", "batch_size": 1},
               "progress": {}, "data": {}}
     path = tmp_path / "m.npz"
     checkpoint.save_neural(path, config, params, vocab, {}, model.initial_state(cfg, 1))
     ckpt = checkpoint.load(path)
+    assert ckpt.format_version == (2 if embed else 1)        # older charlm reads plain models
     loaded = {k[len("params/"):]: v for k, v in ckpt.arrays.items() if k.startswith("params/")}
     ids = rng.integers(0, cfg.vocab_size, 500)
     nll, count = inference.score_ids(loaded, cfg, ids, streams=1)

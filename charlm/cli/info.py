@@ -14,7 +14,6 @@ def info(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """Show a checkpoint's configuration, size, vocabulary and progress."""
     from charlm import lm
-    from charlm.io.checkpoint import FORMAT_VERSION
     model = lm.load(checkpoint)
     config = model.config
     progress = config.get("progress", {})
@@ -23,7 +22,7 @@ def info(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint."),
               "step": progress.get("step"), "epoch": progress.get("epoch"),
               "best_val": progress.get("best_val"), "last_val": progress.get("last_val"),
               "train": config.get("train"), "data": config.get("data"),
-              "format_version": FORMAT_VERSION,
+              "format_version": model.format_version,
               "charlm_version": config.get("charlm_version")}
     if as_json:
         print(json.dumps(report, indent=2))

@@ -21,6 +21,7 @@ def train(
     layers: int | None = typer.Option(None, min=1, max=64, help="Stacked layers (with --time-budget and no size option: chosen for you).", show_default=D("layers")),
     hidden: int | None = typer.Option(None, min=1, max=65536, help="Hidden size (likewise).", show_default=D("hidden")),
     dropout: float | None = typer.Option(None, callback=o.fraction, help="Dropout between layers and before the head (likewise).", show_default=D("dropout")),
+    embed: int | None = typer.Option(None, min=0, max=65536, help="Learn an input embedding of E dimensions (nn.Embedding), as for a large vocabulary; 0 = one-hot input.", show_default=D("embed")),
     seq_len: int | None = typer.Option(None, "--seq-len", min=1, help="BPTT unroll length T.", show_default=D("seq_len")),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Parallel streams B.", show_default=D("batch_size")),
     lr: float | None = typer.Option(None, callback=o.positive, help="Learning rate.", show_default=D("lr")),

@@ -1,7 +1,8 @@
 """What a charlm checkpoint holds, for each model kind, and the only code that saves or loads one.
 
-Key layout (format version 1), every array one zip member (charlm.io.npz):
-    params/<name>            float32, PyTorch state_dict names and shapes (see charlm.nn.model)
+Key layout, every array one zip member (charlm.io.npz):
+    params/<name>            float32, PyTorch state_dict names and shapes (see charlm.nn.model);
+                             embed.weight (V, E) only with an embedding (format version 2)
     optim/<moment>/<name>    float32 optimizer moments keyed like params (adam: exp_avg,
                              exp_avg_sq; rmsprop: square_avg; adagrad: sum_sq; sgd: none)
     state/l<k>.<part>        float32 (B, H) hidden state carried into the next training step,
@@ -9,7 +10,8 @@ Key layout (format version 1), every array one zip member (charlm.io.npz):
     meta/vocab               int32 (V,) Unicode code points, index = id
     meta/config              JSON (uint8 bytes): kind, charlm_version, and the model, train,
                              progress (charlm.io.progress) and data sections
-    meta/format_version      int64 scalar
+    meta/format_version      int64 scalar: 2 for a model with a learned embedding, else 1, so
+                             that a charlm that predates a part refuses the file by its version
 An n-gram checkpoint holds ngram/* arrays instead of params/optim/state (charlm.nn.kneser_ney)
 and its model section is {"cell": "ngram", "vocab_size", "order", "sizes"}.
 """
@@ -25,22 +27,25 @@ from charlm.nn import kneser_ney, model
 from charlm.nn.cells import CELLS
 from charlm.nn.optim import OPTIMIZERS
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2              # the newest this charlm reads and writes
+EMBEDDING_VERSION = 2           # the first format with a learned input embedding
 KIND = "charlm-checkpoint"
 MAX_VOCAB = 0x110000
 MAX_HIDDEN = 65536
 MAX_LAYERS = 64
 MAX_ORDER = 12
+MAX_EMBED = 65536
 
 
 @dataclass
 class Loaded:
-    """A validated charlm checkpoint: its path, config, arrays and vocabulary."""
+    """A validated charlm checkpoint: its path, config, arrays, vocabulary and format."""
 
     path: object
     config: dict
     arrays: dict
     vocab: Vocab
+    format_version: int
 
     @property
     def kind(self):
@@ -54,9 +59,16 @@ def kind_of(config):
     return names.NGRAM if cell == names.NGRAM else "neural"
 
 
-def model_config_from(config):
-    """ModelConfig from a neural checkpoint's config, every field validated."""
+def model_config_from(config, version=FORMAT_VERSION):
+    """ModelConfig from a neural checkpoint's config, every field validated; a file of a
+    format before the embedding has none."""
     m = config.get("model") if isinstance(config, dict) else None
+    embed = 0
+    if isinstance(m, dict) and "embed" in m:
+        embed = check_field(m, "embed", int, 0, MAX_EMBED)
+        if embed and version < EMBEDDING_VERSION:
+            raise CheckpointError(f"config field 'embed' needs format {EMBEDDING_VERSION}, "
+                                  f"not {version}")
     return model.ModelConfig(
         cell=check_field(m, "cell", str, choices=names.CELLS),
         vocab_size=check_field(m, "vocab_size", int, 2, MAX_VOCAB),
@@ -64,6 +76,7 @@ def model_config_from(config):
         layers=check_field(m, "layers", int, 1, MAX_LAYERS),
         activation=check_field(m, "activation", str, choices=names.ACTIVATIONS),
         dropout=float(check_field(m, "dropout", (int, float), 0.0, 0.99)),
+        embed=embed,
     )
 
 
@@ -78,11 +91,11 @@ def schema(config, version):
         raise CheckpointError(f"unknown checkpoint format version {version}")
     if kind_of(config) == names.NGRAM:
         return _ngram_schema(config)
-    return _neural_schema(config)
+    return _neural_schema(config, version)
 
 
-def _neural_schema(config):
-    cfg = model_config_from(config)
+def _neural_schema(config, version):
+    cfg = model_config_from(config, version)
     Progress.from_dict(config.get("progress"))
     train = config.get("train")
     optimizer = check_field(train, "optimizer", str, choices=names.OPTIMIZERS)
@@ -109,11 +122,12 @@ def _ngram_schema(config):
     return kneser_ney.schema(vocab_size, order, sizes) | {"meta/vocab": ("<i4", (vocab_size,))}
 
 
-def _save(path, arrays, vocab, sections):
-    """Every kind's file: its arrays, the vocabulary and the config header."""
+def _save(path, arrays, vocab, sections, version=1):
+    """Every kind's file: its arrays, the vocabulary and the config header. version: the
+    oldest format that holds every part, so older charlm versions read what they can."""
     arrays = arrays | {"meta/vocab": vocab.to_array()}
     config = {"kind": KIND, "charlm_version": __version__} | sections
-    save_checkpoint(path, arrays, config, FORMAT_VERSION)
+    save_checkpoint(path, arrays, config, version)
 
 
 def save_neural(path, sections, params, vocab, moments, state):
@@ -125,7 +139,8 @@ def save_neural(path, sections, params, vocab, moments, state):
     for k, layer_state in enumerate(state):
         for part, value in zip(parts, layer_state, strict=True):
             arrays[f"state/l{k}.{part}"] = value
-    _save(path, arrays, vocab, sections)
+    version = EMBEDDING_VERSION if sections["model"].get("embed") else 1
+    _save(path, arrays, vocab, sections, version)
 
 
 def save_ngram(path, sections, ngram_model, vocab):
@@ -140,7 +155,7 @@ def load(path):
         vocab = Vocab.from_array(ckpt.arrays["meta/vocab"])
     except ValueError as exc:
         raise CheckpointError(f"{path}: invalid vocabulary ({exc})") from None
-    return Loaded(ckpt.path, ckpt.config, ckpt.arrays, vocab)
+    return Loaded(ckpt.path, ckpt.config, ckpt.arrays, vocab, ckpt.format_version)
 
 
 def neural_arrays(loaded, cfg):

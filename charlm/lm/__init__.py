@@ -30,6 +30,7 @@ class LanguageModel(Protocol):
     config: dict        # the checkpoint's config sections (model, train, progress, data)
     vocab: Vocab
     parameters: int     # trained numbers: weights, or n-gram counts kept
+    format_version: int  # of the checkpoint file (charlm.io.checkpoint)
 
     def describe(self) -> str:
         """How a user names it in a table: "2x128 GRU", "6-gram Kneser-Ney"."""

@@ -7,7 +7,8 @@ from charlm.nn.inference import Stepper, score_ids
 class NeuralLM:
     def __init__(self, loaded):
         self.path, self.config, self.vocab = loaded.path, loaded.config, loaded.vocab
-        self.model_config = checkpoint.model_config_from(loaded.config)
+        self.format_version = loaded.format_version
+        self.model_config = checkpoint.model_config_from(loaded.config, loaded.format_version)
         self.params, _, _ = checkpoint.neural_arrays(loaded, self.model_config)
         self.parameters = sum(int(v.size) for v in self.params.values())
 

@@ -9,6 +9,7 @@ from charlm.nn import kneser_ney
 class NGramLM:
     def __init__(self, loaded):
         self.path, self.config, self.vocab = loaded.path, loaded.config, loaded.vocab
+        self.format_version = loaded.format_version
         self.model = checkpoint.ngram_model(loaded)
         self.parameters = int(sum(self.model.sizes()))
 

@@ -16,7 +16,14 @@ import math
 import numpy as np
 
 from charlm.nn import loss
-from charlm.nn.model import fold_input_weights, head, initial_state, project, transposed
+from charlm.nn.model import (
+    fold_input_weights,
+    head,
+    initial_state,
+    input_columns,
+    project,
+    transposed,
+)
 from charlm.nn.workspace import FRESH, Workspace
 
 GEMV_THREADED_SIZE = 460_800    # OpenBLAS runs a float32 GEMV of this many weights on all threads
@@ -53,8 +60,8 @@ def infer(params, cfg, x, state, ws=FRESH, folded=None):
     if folded is None:
         folded = fold_for_inference(params, cfg, B)
     inp, new_state = None, []
-    for k, (layer_state, (w_in, b_in, w_hh, b_hh)) in enumerate(zip(transposed(state), folded)):
-        xs = project(w_in, b_in, k, x, inp, ws)
+    for layer_state, (w_in, b_in, w_hh, b_hh) in zip(transposed(state), folded):
+        xs = project(w_in, b_in, x, inp, ws)
         inp, final = cell.infer(xs, layer_state, w_hh, b_hh, cfg.activation, ws)  # (T, H, B)
         new_state.append(final)
     logits, _ = head(params, inp, ws)
@@ -111,7 +118,7 @@ class Stepper:
             self.constants.append(cell.step_constants(b_hh, cfg.activation, dtype))
             w_hh_t = w_hh.T * scale                                            # (H, G*H)
             if k == 0:
-                self.xs.append(cell.fold_input(w_ih.T + b_ih, b_hh))           # (V, G*H)
+                self.xs.append(cell.fold_input(input_columns(params) + b_ih, b_hh))  # (V, G*H)
                 self.w_step.append(np.ascontiguousarray(w_hh_t))
                 continue
             self.xs.append(cell.fold_input(b_ih.copy(), b_hh))

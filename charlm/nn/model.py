@@ -1,9 +1,11 @@
-"""The character language model: one-hot input -> L stacked recurrent layers -> softmax head.
+"""The character language model: one-hot input or a learned embedding -> L stacked recurrent
+layers -> softmax head.
 
 Dimensions: T time steps, B batch, V vocabulary, H hidden size, G gates, N = T * B.
 Parameters use the names and shapes of PyTorch's state_dict for nn.RNN/LSTM/GRU (attribute
 `rnn`) plus nn.Linear (attribute `head`), so a PyTorch user can load them as they are:
-    rnn.weight_ih_l{k} (G*H, V or H)   rnn.weight_hh_l{k} (G*H, H)
+    embed.weight (V, E)                only with an embedding (nn.Embedding, attribute `embed`)
+    rnn.weight_ih_l{k} (G*H, V, E or H)   rnn.weight_hh_l{k} (G*H, H)
     rnn.bias_ih_l{k} (G*H,)            rnn.bias_hh_l{k} (G*H,)
     head.weight (V, H)                 head.bias (V,)
 All parameters are views into one flat buffer, and so are their gradients, which makes clipping
@@ -36,6 +38,7 @@ class ModelConfig:
     layers: int
     activation: str = "tanh"       # rnn only: tanh or relu
     dropout: float = 0.0           # between layers and before the head, training only
+    embed: int = 0                 # E, a learned input embedding's size; 0 = one-hot input
 
     def to_dict(self):
         return asdict(self)
@@ -45,17 +48,24 @@ class ModelConfig:
         """The cell's equations (charlm.nn.cells)."""
         return CELLS[self.cell]
 
+    @property
+    def input_size(self):
+        """What layer 0 reads: E with an embedding, else the one-hot V."""
+        return self.embed or self.vocab_size
+
     def describe(self):
-        """How a user names this model: "2x128 GRU"."""
-        return f"{self.layers}x{self.hidden} {self.cell.upper()}"
+        """How a user names this model: "2x128 GRU" (", embedding 64" with one)."""
+        embedding = f", embedding {self.embed}" if self.embed else ""
+        return f"{self.layers}x{self.hidden} {self.cell.upper()}{embedding}"
 
 
 def param_shapes(cfg):
     """Name -> shape, matrices first, then biases (the optimizer decays the matrix prefix)."""
     G, H, V = cfg.cell_module.GATES, cfg.hidden, cfg.vocab_size
-    matrices, biases = {}, {}
+    matrices = {"embed.weight": (V, cfg.embed)} if cfg.embed else {}
+    biases = {}
     for k in range(cfg.layers):
-        matrices[f"rnn.weight_ih_l{k}"] = (G * H, V if k == 0 else H)
+        matrices[f"rnn.weight_ih_l{k}"] = (G * H, cfg.input_size if k == 0 else H)
         matrices[f"rnn.weight_hh_l{k}"] = (G * H, H)
         biases[f"rnn.bias_ih_l{k}"] = (G * H,)
         biases[f"rnn.bias_hh_l{k}"] = (G * H,)
@@ -81,15 +91,18 @@ def matrix_size(cfg):
 
 
 def init_params(cfg, rng, dtype=np.float32):
-    """Xavier-uniform input and head weights, zero biases, then each layer's recurrent weights
-    as its cell initialises them (init_recurrent). Returns (flat, params)."""
+    """Xavier-uniform input and head weights, zero biases, each layer's recurrent weights as
+    its cell initialises them (init_recurrent), a standard-normal embedding. Returns (flat,
+    params)."""
     flat, params = allocate(param_shapes(cfg), dtype)
     H, V = cfg.hidden, cfg.vocab_size
     for k in range(cfg.layers):
-        xavier_uniform(params[f"rnn.weight_ih_l{k}"], V if k == 0 else H, H, rng)
+        xavier_uniform(params[f"rnn.weight_ih_l{k}"], cfg.input_size if k == 0 else H, H, rng)
         cfg.cell_module.init_recurrent(params[f"rnn.weight_hh_l{k}"],
                                        params[f"rnn.bias_ih_l{k}"], rng)
     xavier_uniform(params["head.weight"], H, V, rng)
+    if cfg.embed:                                  # N(0, 1), as nn.Embedding starts
+        params["embed.weight"][...] = rng.standard_normal((V, cfg.embed))
     return flat, params
 
 
@@ -105,44 +118,62 @@ def transposed(state):
     return [tuple(np.ascontiguousarray(s.T) for s in layer) for layer in state]
 
 
-def fold_input_weights(cell, params, k, batch, ws=FRESH):
+def input_columns(params):
+    """(V, G*H): what layer 0's input product W_ih x is for each id: a column of W_ih for a
+    one-hot input, embed.weight @ W_ih^T with an embedding (the row the id selects, times W_ih)."""
+    w_ih = params["rnn.weight_ih_l0"]
+    if "embed.weight" in params:
+        return params["embed.weight"] @ w_ih.T
+    return w_ih.T
+
+
+def fold_input_weights(cell, params, k, batch, ws=FRESH, by_id=True):
     """Layer k's input weights with the cell's folding applied: (w, bias) for project.
 
     fold_input is affine per gate, fold(W x + b) = scale * W x + fold(b), so it is folded into
-    the weights. Layer 0 (a one-hot input times W_ih is a column of W_ih) gets a table with the
-    biases folded in: (V, G*H) at a batch below SMALL_BATCH, (G*H, V) from there on, and no
-    bias. A layer above gets the scaled (G*H, H) W_ih and its folded bias (G*H, 1). ws: where
-    the scaled W_ih comes from.
+    the weights. Layer 0 read by id (by_id: always for inference, for training without an
+    embedding) gets a table of input_columns with the biases folded in: (V, G*H) at a batch
+    below SMALL_BATCH, (G*H, V) from there on, and no bias. Any other layer gets the scaled
+    (G*H, D) W_ih and its folded bias (G*H, 1). ws: where the scaled W_ih comes from.
     """
     w_ih, b_ih, b_hh = (params[f"rnn.{n}_l{k}"] for n in ("weight_ih", "bias_ih", "bias_hh"))
-    if k == 0:
-        table = cell.fold_input(w_ih.T + b_ih, b_hh)                # (V, G*H)
+    if k == 0 and by_id:
+        table = cell.fold_input(input_columns(params) + b_ih, b_hh)     # (V, G*H)
         return (table if batch < SMALL_BATCH else np.ascontiguousarray(table.T)), None
     bias = cell.fold_input(b_ih.copy(), b_hh)[:, None]
-    w_folded = scale_rows(w_ih, cell.gate_scale(w_ih.shape[1], w_ih.dtype),
-                          ws.empty("w_folded", w_ih.shape, w_ih.dtype))
+    w_folded = scale_rows(w_ih, cell.gate_scale(w_ih.shape[0] // cell.GATES, w_ih.dtype),
+                          ws.empty(f"w_folded_{min(k, 1)}", w_ih.shape, w_ih.dtype))
     return w_folded, bias
 
 
-def project(w, bias, k, x, inp, ws=FRESH):
-    """Layer k's folded input projection (T, G*H, B) from fold_input_weights' (w, bias).
+def embedded(params, x, ws=FRESH):
+    """The embedding's rows for the ids x (T, B), feature-major: (T, E, B) (a row gather)."""
+    table = params["embed.weight"]                                     # (V, E)
+    T, B = x.shape
+    out = ws.empty("embedded", (T, table.shape[1], B), table.dtype)
+    np.copyto(out, table[x].transpose(0, 2, 1))
+    return out
 
-    Layer 0 gathers columns of its table by the ids x (T, B); a layer above multiplies w by its
-    input inp (T, H, B). At a small batch, whole-chunk operations beat one call per step.
-    ws: where the (T, G*H, B) result comes from.
+
+def project(w, bias, x, inp, ws=FRESH):
+    """A layer's folded input projection (T, G*H, B) from fold_input_weights' (w, bias).
+
+    Without an input array (inp None) it gathers columns of the table w by the ids x (T, B);
+    else it multiplies w by inp (T, D, B). At a small batch, whole-chunk operations beat one
+    call per step. ws: where the (T, G*H, B) result comes from.
     """
     T, B = x.shape
     small = B < SMALL_BATCH
-    if k == 0:
+    if inp is None:
         if small:                                                   # w: (V, G*H)
             return np.ascontiguousarray(w[x].transpose(0, 2, 1))
         xs = ws.empty("xs", (T, w.shape[0], B), w.dtype)
         for t, ids in enumerate(x):            # per step: 4x faster than one gather + transpose
             np.take(w, ids, axis=1, out=xs[t], mode="clip")       # "raise" buffers out
         return xs
-    G, H = w.shape                                                  # (G*H, H) above layer 0
-    if small:       # one stream: inp (T, H, 1) is (T, H) rows, so one GEMM against W^T
-        xs = np.matmul(inp.reshape(T, H), w.T).reshape(T, G, B)
+    G, D = w.shape                                                  # (G*H, D)
+    if small:       # one stream: inp (T, D, 1) is (T, D) rows, so one GEMM against W^T
+        xs = np.matmul(inp.reshape(T, D), w.T).reshape(T, G, B)
     else:
         xs = np.matmul(w, inp, out=ws.empty("xs", (T, G, B), inp.dtype))  # (T, G*H, B)
     xs += np.repeat(bias, B, axis=1)              # (G*H, B): broadcast over T only, not per row
@@ -160,11 +191,13 @@ def forward(params, cfg, x, state, dropout_rng=None, ws=FRESH):
     cell = cfg.cell_module
     T, B = x.shape
     drop = cfg.dropout if dropout_rng is not None else 0.0
-    inp = None                                             # (T, H, B) input to layer k >= 1
+    # (T, D, B) input of each layer: the embedded ids, else none (layer 0 reads ids)
+    inp = embedded(params, x, ws.scope("input")) if cfg.embed else None
     layer_caches, new_state = [], []
     for k, layer_state in enumerate(transposed(state)):
         layer_ws = ws.scope(k)                             # the layer's cache, kept for backward
-        xs = project(*fold_input_weights(cell, params, k, B, ws), k, x, inp, ws)  # shared
+        folded = fold_input_weights(cell, params, k, B, ws, by_id=inp is None)
+        xs = project(*folded, x, inp, ws)                  # shared by the layers
         w_hh, b_hh = params[f"rnn.weight_hh_l{k}"], params[f"rnn.bias_hh_l{k}"]
         hs, final, cell_cache = cell.forward(xs, layer_state, w_hh, b_hh, cfg.activation,
                                              layer_ws)
@@ -239,14 +272,23 @@ def backward(params, cfg, dlogits, cache, grads, dstate=None, ws=FRESH):
         else:
             d_input_rows = feature_rows(d_input, ws.empty("d_input_rows", (GH, N), dt))
             np.sum(d_input_rows, axis=1, out=grads[f"rnn.bias_ih_l{k}"])
-        if k == 0:
-            one_hot = ws.empty("one_hot", (N, V), dt) if V <= ONE_HOT_MAX_COLS else None
-            grads["rnn.weight_ih_l0"][...] = gather_columns_grad(
-                x.reshape(-1), d_input_rows, V, one_hot)
-        else:
-            w_ih = params[f"rnn.weight_ih_l{k}"]
-            inp_rows = feature_rows(inp, ws.empty("inp_rows", (H, N), dt))
-            np.matmul(d_input_rows, inp_rows.T, out=grads[f"rnn.weight_ih_l{k}"])
-            dhs = np.matmul(w_ih.T, d_input,
-                            out=ws.empty("dhs", (T, H, B), dt))             # (T, H, B)
+        if inp is None:                          # layer 0 read the ids: W_ih gathered by id
+            grads["rnn.weight_ih_l0"][...] = _by_id(x, d_input_rows, V, ws)
+            continue
+        w_ih = params[f"rnn.weight_ih_l{k}"]
+        D = w_ih.shape[1]
+        rows, d = ("inp_rows", "dhs") if k else ("embedded_rows", "d_embedded")  # (., H) or E
+        inp_rows = feature_rows(inp, ws.empty(rows, (D, N), dt))
+        np.matmul(d_input_rows, inp_rows.T, out=grads[f"rnn.weight_ih_l{k}"])
+        dhs = np.matmul(w_ih.T, d_input, out=ws.empty(d, (T, D, B), dt))      # (T, D, B)
+        if k == 0:                               # the embedding's rows, summed by id
+            d_rows = feature_rows(dhs, ws.empty("d_embedded_rows", (D, N), dt))
+            grads["embed.weight"][...] = _by_id(x, d_rows, V, ws).T
     return transposed(dstate0)
+
+
+def _by_id(x, d_cols, V, ws):
+    """(K, V): the columns of d_cols (K, N) summed by the ids x (T, B) (layout's scatter-add)."""
+    N = d_cols.shape[1]
+    one_hot = ws.empty("one_hot", (N, V), d_cols.dtype) if V <= ONE_HOT_MAX_COLS else None
+    return gather_columns_grad(x.reshape(-1), d_cols, V, one_hot)

@@ -31,17 +31,19 @@ BIG_PARAMS_PER_CHAR = 1.0       # above this, a run of many passes gets one more
 TRAIN_SHARE = 0.85              # of the budget left after probing; the rest validates and saves
 
 
-def parameter_count(cell, vocab_size, layers, hidden):
+def parameter_count(cell, vocab_size, layers, hidden, embed=0):
     G, V, H = CELLS[cell].GATES, vocab_size, hidden
-    count = G * H * (V + H + 2) + V * (H + 1)
+    D = embed or V                              # what layer 0 reads
+    count = G * H * (D + H + 2) + V * (H + 1) + V * embed
     count += (layers - 1) * G * H * (2 * H + 2)
     return count
 
 
-def macs_per_char(cell, vocab_size, layers, hidden):
-    """Multiply-adds per character in the forward pass (the gathered input layer is free)."""
+def macs_per_char(cell, vocab_size, layers, hidden, embed=0):
+    """Multiply-adds per character in the forward pass (a one-hot input layer is a gather and
+    free; an embedded one is a (G*H, E) product)."""
     G, V, H = CELLS[cell].GATES, vocab_size, hidden
-    return G * H * H * layers + G * H * H * (layers - 1) + V * H
+    return G * H * H * layers + G * H * H * (layers - 1) + V * H + G * H * embed
 
 
 def dropout_for(epochs, params_per_char=0.0):
@@ -53,8 +55,8 @@ def dropout_for(epochs, params_per_char=0.0):
     return round(rung + 0.1, 2) if params_per_char > BIG_PARAMS_PER_CHAR else rung
 
 
-def choose(cell, vocab_size, train_chars, budget, batch_size, seq_len, time_step):
-    """Pick (layers, hidden, dropout) and say why.
+def choose(cell, vocab_size, train_chars, budget, batch_size, seq_len, time_step, embed=0):
+    """Pick (layers, hidden, dropout) and say why. embed: the user's embedding size (0: none).
 
     time_step(layers, hidden) returns the measured seconds of one training step; it is called
     for the PROBES only.
@@ -62,16 +64,16 @@ def choose(cell, vocab_size, train_chars, budget, batch_size, seq_len, time_step
     started = time.perf_counter()
     measured = {size: time_step(*size) for size in PROBES}
     (l1, h1), (l2, h2) = PROBES
-    x1, x2 = (macs_per_char(cell, vocab_size, l, h) for l, h in PROBES)
+    x1, x2 = (macs_per_char(cell, vocab_size, l, h, embed) for l, h in PROBES)
     slope = max((measured[PROBES[1]] - measured[PROBES[0]]) / (x2 - x1), 0.0)
     intercept = max(measured[PROBES[0]] - slope * x1, 0.0)
     train_seconds = TRAIN_SHARE * max(budget - (time.perf_counter() - started), 0.0)
     chars_per_step = batch_size * seq_len
     best = None
     for layers, hidden in CANDIDATES:
-        step = intercept + slope * macs_per_char(cell, vocab_size, layers, hidden)
+        step = intercept + slope * macs_per_char(cell, vocab_size, layers, hidden, embed)
         chars = train_seconds / max(step, 1e-6) * chars_per_step
-        params = parameter_count(cell, vocab_size, layers, hidden)
+        params = parameter_count(cell, vocab_size, layers, hidden, embed)
         fits = chars >= CHARS_PER_PARAM * params and params <= MAX_PARAMS_PER_CHAR * train_chars
         if best is None or fits:
             best = (layers, hidden, chars, params)

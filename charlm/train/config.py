@@ -11,6 +11,7 @@ class TrainConfig:
     layers: int = 2
     hidden: int = 128
     dropout: float = 0.0
+    embed: int = 0                  # a learned input embedding of this size; 0 = one-hot input
     seq_len: int = 64
     batch_size: int = 32
     lr: float = 4e-3                # with warm-up and cosine decay; 2e-3 trains slower
@@ -40,8 +41,8 @@ FIELDS = tuple(f.name for f in fields(TrainConfig))
 
 # Settings that define the model and its training: a resumed run takes them from its
 # checkpoint, and giving a different value is an error.
-RESUMED = ("cell", "activation", "layers", "hidden", "dropout", "seq_len", "batch_size", "lr",
-           "optimizer", "lr_schedule", "warmup", "weight_decay", "clip_norm", "clip_value",
+RESUMED = ("cell", "activation", "layers", "hidden", "dropout", "embed", "seq_len", "batch_size",
+           "lr", "optimizer", "lr_schedule", "warmup", "weight_decay", "clip_norm", "clip_value",
            "val_frac", "seed", "state_reset")
 # Settings that say how long and how to watch: a resume may change them.
 LIMITS = ("steps", "epochs", "time_budget", "eval_every", "eval_seconds", "eval_streams",

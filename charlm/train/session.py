@@ -14,7 +14,7 @@ from charlm.errors import CheckpointError, CorpusError, UsageError
 from charlm.io import checkpoint
 from charlm.names import NGRAM
 from charlm.train import autosize
-from charlm.train.config import SIZE_OPTIONS, TrainConfig
+from charlm.train.config import DEFAULTS, SIZE_OPTIONS, TrainConfig
 from charlm.train.rundir import check_not_corpus
 from charlm.train.trainer import Trainer
 
@@ -73,8 +73,9 @@ def plan(corpus, corpus_paths, given, limits, out=None, resume=None):
 
 def _resumed_config(loaded, given, limits, resume):
     saved = loaded.config["train"]
+    # a setting older checkpoints lack (embed) was its default then
     conflicts = [f"--{k.replace('_', '-')} {v} (checkpoint: {saved.get(k)})"
-                 for k, v in given.items() if saved.get(k) != v]
+                 for k, v in given.items() if saved.get(k, getattr(DEFAULTS, k)) != v]
     if conflicts:
         raise UsageError(f"{resume} was trained with other settings: {', '.join(conflicts)}; "
                          "drop these options to resume it")
@@ -112,5 +113,5 @@ def _auto_size(plan):
 
     layers, hidden, dropout, reason = autosize.choose(
         tcfg.cell, vocab.size, len(plan.train_ids), tcfg.time_budget, tcfg.batch_size,
-        tcfg.seq_len, time_step)
+        tcfg.seq_len, time_step, tcfg.embed)
     return replace(tcfg, layers=layers, hidden=hidden, dropout=dropout), reason

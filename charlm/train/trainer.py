@@ -32,7 +32,7 @@ QUIET = {"over": "ignore", "invalid": "ignore", "divide": "ignore"}
 def model_config(tcfg, vocab_size):
     return model.ModelConfig(cell=tcfg.cell, vocab_size=vocab_size, hidden=tcfg.hidden,
                              layers=tcfg.layers, activation=tcfg.activation,
-                             dropout=tcfg.dropout)
+                             dropout=tcfg.dropout, embed=tcfg.embed)
 
 
 class Trainer:
