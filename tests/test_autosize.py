@@ -53,3 +53,14 @@ def test_parameter_count_matches_the_model_with_an_embedding():
         cfg = model.ModelConfig(cell=cell, vocab_size=3000, hidden=16, layers=2, embed=8)
         flat, _ = model.init_params(cfg, np.random.default_rng(0))
         assert autosize.parameter_count(cell, 3000, 2, 16, embed=8) == flat.size
+
+
+def test_when_no_size_fits_the_line_says_so_and_what_would_help():
+    """A 6,000-character vocabulary and a 36k-character corpus: even the smallest candidate
+    breaks both rules, and the message must not claim otherwise."""
+    layers, hidden, _, reason = autosize.choose("gru", 6000, 36_000, 30, 32, 64, fake_timer())
+    assert (layers, hidden) == autosize.CANDIDATES[0]
+    assert reason.startswith("no size fits") and "at least 4 per parameter" not in reason
+    assert "parameters per training character" in reason and "--embed" in reason
+    fits = autosize.choose("lstm", 65, 10_000_000, 600, 32, 64, fake_timer())[3]
+    assert "at least 4 per parameter" in fits and "no size fits" not in fits

@@ -321,3 +321,24 @@ def test_a_signal_saves_then_exits_with_the_signal_status(small_corpus, tmp_path
     ckpt = checkpoint.load(out / "last.npz")
     assert ckpt.config["progress"]["step"] > 0
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_version_and_the_prime_named_in_its_error(trained, capfd):
+    from charlm import __version__
+    code, out, _ = run(capfd, "--version")
+    assert code == 0 and out.strip() == f"charlm {__version__}"
+    code, _, err = run(capfd, "sample", trained / "best.npz", "--prime", "The café €")
+    assert_one_line_error(err, code, 3, "--prime has 2 character(s) outside the model's")
+    code, out, _ = run(capfd, "info", trained / "best.npz")
+    assert f"charlm {__version__}, checkpoint format 1" in out
+
+
+def test_a_terminal_without_a_width_gets_the_line_mode(monkeypatch):
+    """Under `script` or some CI consoles the terminal says 0 x 0: a bar would draw nothing,
+    so training writes its one line per validation there too."""
+    from charlm.cli import train_view
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setattr(os, "get_terminal_size", lambda fd=None: os.terminal_size((0, 0)))
+    assert not train_view._can_draw_a_bar()
+    monkeypatch.setattr(os, "get_terminal_size", lambda fd=None: os.terminal_size((80, 24)))
+    assert train_view._can_draw_a_bar()

@@ -13,6 +13,20 @@ corpus_app = typer.Typer(no_args_is_help=True, help="Get, generate and describe 
 app.add_typer(corpus_app, name="corpus")
 
 
+def _print_version(value):
+    if value:
+        from charlm import __version__
+        typer.echo(f"charlm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", is_eager=True,
+                                          callback=_print_version,
+                                          help="Print charlm's version and exit.")):
+    """Character-level RNN, LSTM and GRU language models in numpy."""
+
+
 def discard_stdout():
     """Point stdout at /dev/null so the exit-time flush of what is buffered cannot fail again
     (after `| head` went away)."""

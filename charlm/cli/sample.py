@@ -58,7 +58,7 @@ def _prime(vocab, prime, unknown):
     if not prime:
         start = next((c for c in ("\n", " ") if vocab.index(c) is not None), vocab.char(0))
         return np.array([vocab.index(start)]), ""
-    prime_ids, skipped = vocab.encode(prime, unknown=unknown)
+    prime_ids, skipped = vocab.encode(prime, unknown=unknown, what="--prime")
     if len(prime_ids) == 0:
         raise CorpusError("no character of --prime is in the model's vocabulary; "
                           "give a prime made of characters from the training text")

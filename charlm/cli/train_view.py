@@ -6,6 +6,7 @@ boundary; a second one stops at once, saving nothing.
 """
 
 import math
+import os
 import signal
 import sys
 
@@ -35,13 +36,24 @@ def show(trainer, corpus, quiet):
         view.print_summary()
 
 
+def _can_draw_a_bar():
+    """A terminal that reports its width: some (script, CI consoles) say 0 x 0."""
+    if not sys.stderr.isatty():
+        return False
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns > 0
+    except OSError:
+        return False
+
+
 class TrainView:
     def __init__(self, trainer, quiet):
         self.trainer, self.tcfg, self.quiet = trainer, trainer.tcfg, quiet
         self.bar, self.summary, self.previous = None, None, {}
         self.val_text, self.warned_skip, self.stopped_early = "-", False, None
-        # a file or a pipe gets one line per validation instead of a redrawn bar
-        self.log_lines, self.chars_per_s = not quiet and not sys.stderr.isatty(), 0.0
+        # a file, a pipe or a terminal without a width (a bar cannot be drawn there) gets one
+        # line per validation instead of a redrawn bar
+        self.log_lines, self.chars_per_s = not quiet and not _can_draw_a_bar(), 0.0
         total = trainer.total_steps
         self.of_steps = f" of {total:,}" if total else ""
 

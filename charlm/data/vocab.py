@@ -85,12 +85,14 @@ class Vocab:
         i = int(np.searchsorted(self._cps, cp))
         return i if i < self.size and self._cps[i] == cp else None
 
-    def encode(self, text: str, unknown: str = "error") -> tuple[np.ndarray, int]:
-        """text -> ((N',) ids in id_dtype, number of characters skipped). See encode_codepoints."""
-        return self.encode_codepoints(codepoints_of(text), unknown)
+    def encode(self, text: str, unknown: str = "error",
+               what: str = "text") -> tuple[np.ndarray, int]:
+        """text -> ((N',) ids in id_dtype, number of characters skipped). See encode_codepoints;
+        what names the text in an error (e.g. "--prime")."""
+        return self.encode_codepoints(codepoints_of(text), unknown, what=what)
 
     def encode_codepoints(self, cps: np.ndarray, unknown: str = "error",
-                          start: int = 0) -> tuple[np.ndarray, int]:
+                          start: int = 0, what: str = "text") -> tuple[np.ndarray, int]:
         """(N,) code points -> ((N',) ids in id_dtype, number skipped).
 
         unknown="error" raises CorpusError naming the characters outside the vocabulary;
@@ -104,7 +106,7 @@ class Vocab:
         if not bad.any():
             return ids.astype(self.id_dtype), 0
         if unknown == "error":
-            raise CorpusError(_unknown_message(cps, bad, start))
+            raise CorpusError(_unknown_message(cps, bad, start, what))
         return ids[~bad].astype(self.id_dtype), int(bad.sum())
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
@@ -148,7 +150,7 @@ def _validated(arr: np.ndarray) -> np.ndarray:
     return cps
 
 
-def _unknown_message(cps: np.ndarray, bad: np.ndarray, start: int) -> str:
+def _unknown_message(cps: np.ndarray, bad: np.ndarray, start: int, what: str) -> str:
     """One line naming up to MAX_NAMED distinct unknown characters, in order of first appearance."""
     positions = np.flatnonzero(bad)
     distinct, first = np.unique(cps[positions], return_index=True)
@@ -156,5 +158,6 @@ def _unknown_message(cps: np.ndarray, bad: np.ndarray, start: int) -> str:
     named = [f"{chr(distinct[k])!r} U+{int(distinct[k]):04X} first at index "
              f"{start + int(positions[first[k]])}" for k in order]
     more = ", ..." if len(distinct) > MAX_NAMED else ""
-    return (f"text has {len(positions)} character(s) outside the vocabulary ({len(distinct)} "
+    return (f"{what} has {len(positions)} character(s) outside the model's vocabulary "
+            f"({len(distinct)} "
             f"distinct): {', '.join(named)}{more}; remove them or pass --unknown skip")

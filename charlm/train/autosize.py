@@ -69,18 +69,39 @@ def choose(cell, vocab_size, train_chars, budget, batch_size, seq_len, time_step
     intercept = max(measured[PROBES[0]] - slope * x1, 0.0)
     train_seconds = TRAIN_SHARE * max(budget - (time.perf_counter() - started), 0.0)
     chars_per_step = batch_size * seq_len
-    best = None
+    best, fitted = None, False
     for layers, hidden in CANDIDATES:
         step = intercept + slope * macs_per_char(cell, vocab_size, layers, hidden, embed)
         chars = train_seconds / max(step, 1e-6) * chars_per_step
         params = parameter_count(cell, vocab_size, layers, hidden, embed)
         fits = chars >= CHARS_PER_PARAM * params and params <= MAX_PARAMS_PER_CHAR * train_chars
         if best is None or fits:
-            best = (layers, hidden, chars, params)
+            best, fitted = (layers, hidden, chars, params), fits
     layers, hidden, chars, params = best
     epochs = chars / max(train_chars, 1)
     dropout = dropout_for(epochs, params / max(train_chars, 1))
-    reason = (f"{budget:g} s should let a {layers}x{hidden} {cell.upper()} ({params:,} parameters) "
-              f"see about {chars / 1e6:.1f}M characters ({epochs:.1f} passes over the corpus), "
-              f"at least {CHARS_PER_PARAM:g} per parameter; dropout {dropout:g}")
-    return layers, hidden, dropout, reason
+    return layers, hidden, dropout, _reason(cell, budget, best, epochs, dropout, fitted,
+                                            train_chars, embed)
+
+
+def _reason(cell, budget, best, epochs, dropout, fitted, train_chars, embed):
+    """The line the user reads: the choice, and the rules it meets or, if none could, which
+    it breaks and what would help."""
+    layers, hidden, chars, params = best
+    seen = (f"{budget:g} s should let a {layers}x{hidden} {cell.upper()} ({params:,} parameters) "
+            f"see about {chars / 1e6:.1f}M characters ({epochs:.1f} passes over the corpus)")
+    if fitted:
+        return f"{seen}, at least {CHARS_PER_PARAM:g} per parameter; dropout {dropout:g}"
+    broken = []
+    if chars < CHARS_PER_PARAM * params:
+        broken.append(f"{chars / params:.1f} characters per parameter, not the "
+                      f"{CHARS_PER_PARAM:g} wanted")
+    if params > MAX_PARAMS_PER_CHAR * train_chars:
+        broken.append(f"{params / max(train_chars, 1):.0f} parameters per training character, "
+                      f"over the {MAX_PARAMS_PER_CHAR:g} allowed")
+    helps = "a larger --time-budget or corpus, --patience"
+    if not embed:
+        helps += ", --embed 64 for a large vocabulary"
+    return (f"no size fits this budget and corpus, so the smallest: {seen}; that is "
+            f"{' and '.join(broken)}; dropout {dropout:g}; what would help: {helps}, or the "
+            "n-gram baseline (--cell ngram)")
