@@ -329,8 +329,10 @@ def test_version_and_the_prime_named_in_its_error(trained, capfd):
     assert code == 0 and out.strip() == f"charlm {__version__}"
     code, _, err = run(capfd, "sample", trained / "best.npz", "--prime", "The café €")
     assert_one_line_error(err, code, 3, "--prime has 2 character(s) outside the model's")
-    code, out, _ = run(capfd, "info", trained / "best.npz")
+    code, out, _ = run(capfd, "info", trained / "last.npz")
     assert f"charlm {__version__}, checkpoint format 1" in out
+    code, out, _ = run(capfd, "info", trained / "best.npz")
+    assert "checkpoint format 2, the weights only" in out
 
 
 def test_a_terminal_without_a_width_gets_the_line_mode(monkeypatch):
@@ -342,3 +344,19 @@ def test_a_terminal_without_a_width_gets_the_line_mode(monkeypatch):
     assert not train_view._can_draw_a_bar()
     monkeypatch.setattr(os, "get_terminal_size", lambda fd=None: os.terminal_size((80, 24)))
     assert train_view._can_draw_a_bar()
+
+
+def test_best_is_the_weights_alone_and_resumes_point_at_last(trained, small_corpus, capfd):
+    import zipfile
+    best = {n[:-len(".npy")] for n in zipfile.ZipFile(trained / "best.npz").namelist()}
+    last = {n[:-len(".npy")] for n in zipfile.ZipFile(trained / "last.npz").namelist()}
+    assert not any(k.startswith(("optim/", "state/")) for k in best)
+    assert best == {k for k in last if not k.startswith(("optim/", "state/"))}
+    assert (trained / "best.npz").stat().st_size < (trained / "last.npz").stat().st_size / 2
+    for args in (("sample", trained / "best.npz", "--length", "20", "--seed", "1"),
+                 ("eval", "perplexity", trained / "best.npz", small_corpus,
+                  "--compare", trained / "last.npz")):
+        code, _, err = run(capfd, *args)
+        assert code == 0, err
+    code, _, err = run(capfd, "train", small_corpus, "--resume", trained / "best.npz")
+    assert_one_line_error(err, code, 2, "weights only", str(trained / "last.npz"))

@@ -94,12 +94,14 @@ def temp_files(directory):
 def record_saves(monkeypatch):
     """Make every successful checkpoint save also remember the bytes it wrote, by file name."""
     saved = {}
-    real_save = checkpoint.save_neural
 
-    def recording_save(path, *args, **kwargs):
-        real_save(path, *args, **kwargs)
-        saved[Path(path).name] = Path(path).read_bytes()
-    monkeypatch.setattr(checkpoint, "save_neural", recording_save)
+    def recording(real_save):
+        def recording_save(path, *args, **kwargs):
+            real_save(path, *args, **kwargs)
+            saved[Path(path).name] = Path(path).read_bytes()
+        return recording_save
+    for name in ("save_neural", "save_weights"):     # last.npz, best.npz
+        monkeypatch.setattr(checkpoint, name, recording(getattr(checkpoint, name)))
     return saved
 
 

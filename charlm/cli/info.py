@@ -36,8 +36,9 @@ def _print_report(path, model, report):
     config = model.config
     table = render.key_value_table(str(path))
     table.add_row("model", model.describe())
+    weights = ", the weights only" if config.get("weights_only") else ""
     table.add_row("written by", f"charlm {report['charlm_version']}, checkpoint format "
-                                f"{report['format_version']}")
+                                f"{report['format_version']}{weights}")
     for key in ("parameters", "vocab_size", "step", "epoch"):
         if report[key] is not None:
             table.add_row(key.replace("_", " "), f"{report[key]:,}")

@@ -51,6 +51,10 @@ def plan(corpus, corpus_paths, given, limits, out=None, resume=None):
         loaded = checkpoint.load(resume)
         if loaded.kind == NGRAM:
             raise UsageError(f"{resume} is an n-gram model; there is nothing to resume")
+        if checkpoint.is_weights_only(loaded.config, loaded.format_version):
+            raise UsageError(f"{resume} holds the model's weights only (the best one); resume "
+                             f"the run from its training checkpoint, "
+                             f"{Path(resume).parent / 'last.npz'}")
         tcfg = _resumed_config(loaded, given, limits, resume)
         fingerprint = loaded.config["data"]["fingerprint"]
         if loaded.vocab != corpus.vocab or fingerprint != corpus.fingerprint:

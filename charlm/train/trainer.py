@@ -172,7 +172,12 @@ class Trainer:
         return {"event": "eval", **record, "best_val": p.best_val, "improved": improved}
 
     def _save(self, name):
+        """last.npz: all a resume needs; best.npz: the weights alone (what users keep)."""
         try:
+            if name == "best.npz":
+                checkpoint.save_weights(self.out / name, self.sections(), self.params,
+                                        self.vocab)
+                return
             checkpoint.save_neural(self.out / name, self.sections(), self.params, self.vocab,
                                    self.opt.moment_views, self.state)
         except NonFiniteStateError as exc:
