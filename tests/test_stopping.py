@@ -45,3 +45,22 @@ def test_validation_every_n_steps_or_every_s_seconds():
     assert not by_time.due(Progress(elapsed=19.0)) and by_time.due(Progress(elapsed=20.0))
     by_time.done(Progress(elapsed=21.0))
     assert not by_time.due(Progress(elapsed=40.0)) and by_time.due(Progress(elapsed=41.0))
+
+
+def test_a_due_validation_near_the_end_is_the_last_one():
+    """No two validations a step apart: one that is due when another step and the final
+    validation would not fit behind it ends the run."""
+    rule = StoppingRule(steps=0, time_budget=100, patience=0)
+    rule.validated(10.0)
+    assert not rule.after_step(Progress(elapsed=75.0), due=True)     # 75 + 2 x 10 fits
+    p = Progress(elapsed=85.0)
+    assert rule.after_step(p, due=True) and p.budget_spent == 100    # 85 + 20 does not
+    assert not rule.after_step(Progress(elapsed=85.0), due=False)    # not due: a step more
+
+
+def test_the_longest_validation_is_kept_for_a_resume():
+    rule, p = StoppingRule(0, 100, 0), Progress()
+    rule.validated(3.0, p)
+    rule.validated(2.0, p)
+    assert p.validation_seconds == 3.0 and rule.reserve == 3.0
+    assert Progress.from_dict(p.to_dict()).validation_seconds == 3.0

@@ -39,9 +39,10 @@ def _print_report(path, model, report):
     weights = ", the weights only" if config.get("weights_only") else ""
     table.add_row("written by", f"charlm {report['charlm_version']}, checkpoint format "
                                 f"{report['format_version']}{weights}")
+    labels = {"step": "steps taken", "epoch": "passes completed"}
     for key in ("parameters", "vocab_size", "step", "epoch"):
         if report[key] is not None:
-            table.add_row(key.replace("_", " "), f"{report[key]:,}")
+            table.add_row(labels.get(key, key.replace("_", " ")), f"{report[key]:,}")
     for key in ("best_val", "last_val"):
         nats = report[key]
         if nats is not None:

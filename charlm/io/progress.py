@@ -37,6 +37,7 @@ class Progress:
     initial_loss: float | None = _checked(_LOSS)  # for the explosion rule
     smoothed_loss: float | None = _checked(_LOSS)
     budget_spent: float | None = _checked(_SPENT)  # the time budget a finished run spent
+    validation_seconds: float = field(default=0.0, metadata={"check": _SECONDS})  # the longest
     rng: dict | None = None                       # the training generator's state (PCG64)
 
     def record_validation(self, val):

@@ -38,15 +38,24 @@ class StoppingRule:
             return True
         return self.budget_reached(progress, reserve)
 
-    def after_step(self, progress):
-        """Whether the step just taken was the last; records a budget that is now spent."""
-        if self.budget_reached(progress, self.reserve):
-            progress.budget_spent = self.time_budget          # saved with the final validation
-        return self.finished(progress, self.reserve)
+    def after_step(self, progress, due=False):
+        """Whether the step just taken was the last; records a budget that is now spent.
 
-    def validated(self, seconds):
-        """A validation took this long: the final one will take at least as long."""
+        due: a validation is due now anyway. It is the last one when another step and the
+        final validation after it would not fit behind it: otherwise two validations would
+        come a step apart at the end of the budget.
+        """
+        reserve = self.reserve * (2 if due else 1)
+        if self.budget_reached(progress, reserve):
+            progress.budget_spent = self.time_budget          # saved with the final validation
+        return self.finished(progress, reserve)
+
+    def validated(self, seconds, progress=None):
+        """A validation (with its checkpoints) took this long: the final one will take at
+        least as long. Kept in progress, so a resumed run knows it from its start."""
         self.reserve = max(self.reserve, seconds)
+        if progress is not None:
+            progress.validation_seconds = max(progress.validation_seconds, self.reserve)
 
     def out_of_patience(self, progress):
         return bool(self.patience) and progress.evals_since_best >= self.patience

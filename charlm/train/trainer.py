@@ -77,8 +77,9 @@ class Trainer:
             return
         started = time.perf_counter() - p.elapsed
         schedule = EvalSchedule(self.tcfg, self.total_steps, p.elapsed)
-        if self.tcfg.time_budget:
-            stop.validated(estimate_eval_seconds(self.validation_loss, self.val_ids))
+        if self.tcfg.time_budget:            # the longest validation so far, or an estimate
+            stop.validated(max(p.validation_seconds,
+                               estimate_eval_seconds(self.validation_loss, self.val_ids)), p)
         chars_per_step = self.tcfg.batch_size * self.tcfg.seq_len
         train_losses, window_start = [], time.perf_counter()
         yield {"event": "start", "total_steps": self.total_steps, "parameters": self.flat.size,
@@ -98,11 +99,12 @@ class Trainer:
                 yield {"event": "interrupted", "signal": self.stop_signal, "step": p.step,
                        "path": str(self.out / "last.npz")}
                 return
-            done = stop.after_step(p)
-            if done or schedule.due(p):
+            due = schedule.due(p)
+            done = stop.after_step(p, due)
+            if done or due:
                 eval_started = time.perf_counter()
                 yield self._evaluate_and_save(sum(train_losses) / max(len(train_losses), 1))
-                stop.validated(time.perf_counter() - eval_started)
+                stop.validated(time.perf_counter() - eval_started, p)
                 train_losses, window_start = [], time.perf_counter()
                 schedule.done(p)
                 if stop.out_of_patience(p):
