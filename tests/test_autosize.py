@@ -27,8 +27,8 @@ def test_a_small_corpus_caps_the_model():
 
 
 def test_many_passes_over_the_corpus_bring_dropout():
-    layers, hidden, dropout, reason = autosize.choose("lstm", 65, 100_000, 600, 32, 64,
-                                                      fake_timer())
+    layers, hidden, dropout, reason, _ = autosize.choose("lstm", 65, 100_000, 600, 32, 64,
+                                                         fake_timer())
     assert dropout > 0 and "passes" in reason
     assert autosize.dropout_for(0.5) == 0.0
 
@@ -58,7 +58,8 @@ def test_parameter_count_matches_the_model_with_an_embedding():
 def test_when_no_size_fits_the_line_says_so_and_what_would_help():
     """A 6,000-character vocabulary and a 36k-character corpus: even the smallest candidate
     breaks both rules, and the message must not claim otherwise."""
-    layers, hidden, _, reason = autosize.choose("gru", 6000, 36_000, 30, 32, 64, fake_timer())
+    layers, hidden, _, reason, _ = autosize.choose("gru", 6000, 36_000, 30, 32, 64,
+                                                   fake_timer())
     assert (layers, hidden) == autosize.CANDIDATES[0]
     assert reason.startswith("no size fits") and "at least 4 per parameter" not in reason
     assert "parameters per training character" in reason and "--embed" in reason

@@ -360,3 +360,18 @@ def test_best_is_the_weights_alone_and_resumes_point_at_last(trained, small_corp
         assert code == 0, err
     code, _, err = run(capfd, "train", small_corpus, "--resume", trained / "best.npz")
     assert_one_line_error(err, code, 2, "weights only", str(trained / "last.npz"))
+
+
+def test_metrics_open_with_what_auto_size_predicted_and_count_the_characters_seen(
+        small_corpus, tmp_path, capfd):
+    out = tmp_path / "run"
+    code, _, err = run(capfd, "train", small_corpus, "--time-budget", "3", "--out", out,
+                       "--quiet")
+    assert code == 0, err
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    opening, validations = records[0], records[1:]
+    assert opening["event"] == "start" and opening["at_step"] == 0
+    choice = opening["auto_size"]
+    assert choice["predicted_chars"] > 0 and f"{choice['layers']}x{choice['hidden']}" in err
+    last = validations[-1]
+    assert last["chars_seen"] == last["step"] * 32 * 64        # the default batch x unroll

@@ -20,6 +20,7 @@ too small stops improving early; size matters more than anything else. The rule:
 """
 
 import time
+from typing import NamedTuple
 
 from charlm.nn.cells import CELLS
 
@@ -55,8 +56,16 @@ def dropout_for(epochs, params_per_char=0.0):
     return round(rung + 0.1, 2) if params_per_char > BIG_PARAMS_PER_CHAR else rung
 
 
+class Choice(NamedTuple):
+    layers: int
+    hidden: int
+    dropout: float
+    reason: str                 # the line the user reads
+    predicted_chars: int        # training characters the run should see
+
+
 def choose(cell, vocab_size, train_chars, budget, batch_size, seq_len, time_step, embed=0):
-    """Pick (layers, hidden, dropout) and say why. embed: the user's embedding size (0: none).
+    """Pick a Choice (layers, hidden, dropout) and say why. embed: the user's embedding size.
 
     time_step(layers, hidden) returns the measured seconds of one training step; it is called
     for the PROBES only.
@@ -80,8 +89,9 @@ def choose(cell, vocab_size, train_chars, budget, batch_size, seq_len, time_step
     layers, hidden, chars, params = best
     epochs = chars / max(train_chars, 1)
     dropout = dropout_for(epochs, params / max(train_chars, 1))
-    return layers, hidden, dropout, _reason(cell, budget, best, epochs, dropout, fitted,
-                                            train_chars, embed)
+    return Choice(layers, hidden, dropout,
+                  _reason(cell, budget, best, epochs, dropout, fitted, train_chars, embed),
+                  int(chars))
 
 
 def _reason(cell, budget, best, epochs, dropout, fitted, train_chars, embed):

@@ -89,15 +89,19 @@ def _resumed_config(loaded, given, limits, resume):
 
 def start(plan):
     """(Trainer, what auto-size chose and why, or None). The run directory must be open."""
-    tcfg, reason, probe_seconds = plan.tcfg, None, 0.0
+    tcfg, choice, probe_seconds = plan.tcfg, None, 0.0
     if plan.auto_size:
         started = time.perf_counter()
-        tcfg, reason = _auto_size(plan)
+        tcfg, choice = _auto_size(plan)
         probe_seconds = time.perf_counter() - started
     trainer = Trainer(tcfg, plan.corpus.vocab, plan.train_ids, plan.val_ids, plan.out,
                       plan.data_info, resume=plan.resume)
     trainer.progress.elapsed += probe_seconds         # the budget covers the probing too
-    return trainer, reason
+    if choice is not None:                            # metrics.jsonl's opening record has it
+        trainer.auto_size = {"layers": choice.layers, "hidden": choice.hidden,
+                             "dropout": choice.dropout, "predicted_chars": choice.predicted_chars,
+                             "probe_seconds": round(probe_seconds, 3)}
+    return trainer, choice and choice.reason
 
 
 def _auto_size(plan):
@@ -115,7 +119,7 @@ def _auto_size(plan):
             times.append(time.perf_counter() - started)
         return min(times)
 
-    layers, hidden, dropout, reason = autosize.choose(
-        tcfg.cell, vocab.size, len(plan.train_ids), tcfg.time_budget, tcfg.batch_size,
-        tcfg.seq_len, time_step, tcfg.embed)
-    return replace(tcfg, layers=layers, hidden=hidden, dropout=dropout), reason
+    choice = autosize.choose(tcfg.cell, vocab.size, len(plan.train_ids), tcfg.time_budget,
+                             tcfg.batch_size, tcfg.seq_len, time_step, tcfg.embed)
+    return replace(tcfg, layers=choice.layers, hidden=choice.hidden,
+                   dropout=choice.dropout), choice

@@ -55,6 +55,7 @@ class Trainer:
         if resume is not None:
             restore(self, resume)
         self.stop_signal = None                           # set by the CLI's signal handler
+        self.auto_size = None                             # what auto-size chose and predicted
         self.guard = DivergenceGuard(tcfg, self.out)
         self.total_steps = total_steps(tcfg, self.windows)
         self.stopping = StoppingRule(self.total_steps, tcfg.time_budget, tcfg.patience)
@@ -82,6 +83,8 @@ class Trainer:
                                estimate_eval_seconds(self.validation_loss, self.val_ids)), p)
         chars_per_step = self.tcfg.batch_size * self.tcfg.seq_len
         train_losses, window_start = [], time.perf_counter()
+        append_metrics(self.out, {"event": "start", "at_step": p.step, "elapsed": p.elapsed,
+                                  "parameters": self.flat.size, "auto_size": self.auto_size})
         yield {"event": "start", "total_steps": self.total_steps, "parameters": self.flat.size,
                "steps_per_epoch": self.windows}
         while True:
@@ -167,9 +170,7 @@ class Trainer:
         self._save("last.npz")
         if improved:
             self._save("best.npz")
-        record = {"step": p.step, "epoch": p.epoch, "elapsed": round(p.elapsed, 3),
-                  "train_loss": train_loss, "val_loss": val, "lr": self._lr(),
-                  "skipped": p.skipped}
+        record = validation_record(p, self.tcfg, train_loss, val, self._lr())
         append_metrics(self.out, record)
         return {"event": "eval", **record, "best_val": p.best_val, "improved": improved}
 
@@ -235,3 +236,12 @@ def clip_and_step(grad_flat, norm, opt, lr, tcfg):
         norm = optim.global_norm(grad_flat)
     optim.clip_by_norm(grad_flat, norm, tcfg.clip_norm)
     opt.step(grad_flat, lr)
+
+
+def validation_record(progress, tcfg, train_loss, val, lr):
+    """One line of metrics.jsonl: where the run is and how it scores."""
+    p = progress
+    return {"step": p.step, "epoch": p.epoch,
+            "chars_seen": p.step * tcfg.batch_size * tcfg.seq_len,
+            "elapsed": round(p.elapsed, 3), "train_loss": train_loss, "val_loss": val,
+            "lr": lr, "skipped": p.skipped}
