@@ -98,3 +98,17 @@ def test_resume_with_an_embedding_is_exact(corpus, tmp_path):
     resumed = _interrupted_then_resumed(corpus, tmp_path, tcfg)
     assert "embed.weight" in straight.params
     assert np.array_equal(straight.flat, resumed.flat)
+
+
+def test_a_resumed_time_budget_run_ends_inside_its_budget(corpus, tmp_path):
+    """The longest validation is kept in the checkpoint, so the resumed part reserves it from
+    its first step: the whole run, final validation and checkpoints included, ends in budget."""
+    budget = 1.5
+    tcfg = dataclasses.replace(_config(), steps=0, time_budget=budget, eval_every=0)
+    first = _run(corpus, tcfg, tmp_path / "b", stop_at=3)
+    assert first.progress.validation_seconds > 0              # the estimate, saved
+    resumed = _run(corpus, tcfg, tmp_path / "b",
+                   resume=checkpoint.load(tmp_path / "b" / "last.npz"))
+    p = resumed.progress
+    assert p.budget_spent == budget and p.step > 3
+    assert p.elapsed <= budget * 1.05, p.elapsed               # 5%: the clock's own jitter
