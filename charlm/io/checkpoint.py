@@ -20,6 +20,7 @@ and its model section is {"cell": "ngram", "vocab_size", "order", "sizes"}.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from charlm import __version__, names
 from charlm.data.vocab import Vocab
@@ -45,7 +46,7 @@ MAX_EMBED = 65536
 class Loaded:
     """A validated charlm checkpoint: its path, config, arrays, vocabulary and format."""
 
-    path: object
+    path: Path
     config: dict
     arrays: dict
     vocab: Vocab
