@@ -64,3 +64,14 @@ def test_the_longest_validation_is_kept_for_a_resume():
     rule.validated(2.0, p)
     assert p.validation_seconds == 3.0 and rule.reserve == 3.0
     assert Progress.from_dict(p.to_dict()).validation_seconds == 3.0
+
+
+def test_a_measured_validation_replaces_the_start_up_estimate():
+    """The estimate (with its 0.5 s floor) may be far off a tiny validation; once one is
+    measured, the run reserves what it saw, and only that goes into the checkpoint."""
+    rule, p = StoppingRule(0, 4, 0), Progress()
+    rule.estimated(0.5)
+    assert rule.reserve == 0.5 and p.validation_seconds == 0.0
+    rule.validated(0.01, p)
+    assert rule.reserve == 0.01 and p.validation_seconds == 0.01
+    assert not rule.after_step(Progress(elapsed=3.9), due=True)    # 3.9 + 2 x 0.01 fits

@@ -67,7 +67,7 @@ class TrainView:
         render.note(
             f"{verb} a {tcfg.layers}-layer {tcfg.cell.upper()} (hidden {tcfg.hidden}, "
             + (f"embedding {tcfg.embed}, " if tcfg.embed else "") +
-            f"{t.parameter_count():,} parameters) on {train_chars:,} characters "
+            f"{t.flat.size:,} parameters) on {train_chars:,} characters "
             f"({corpus.fingerprint['chars'] - train_chars:,} more held out for validation)"
             f"{source}, vocabulary {t.vocab.size}; batch {tcfg.batch_size} x {tcfg.seq_len}; "
             f"run directory {t.out}")

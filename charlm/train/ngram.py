@@ -7,7 +7,6 @@ from pathlib import Path
 from charlm.data import text
 from charlm.errors import UsageError
 from charlm.io import checkpoint
-from charlm.io.progress import Progress
 from charlm.names import NGRAM
 from charlm.nn import kneser_ney
 from charlm.train.rundir import CHECKPOINTS, append_metrics, check_not_corpus
@@ -42,7 +41,8 @@ def fit_and_save(corpus, val_frac, order, out):
     sections = {"model": {"cell": NGRAM, "vocab_size": corpus.vocab.size, "order": order,
                           "sizes": [int(s) for s in model.sizes()]},
                 "train": {"cell": NGRAM, "order": order, "val_frac": val_frac},
-                "progress": Progress(best_val=val, last_val=val, elapsed=fit_seconds).to_dict(),
+                # what a fit has of a run's progress (no passes, no optimizer, no generator)
+                "progress": {"step": 0, "best_val": val, "last_val": val, "elapsed": fit_seconds},
                 "data": {"fingerprint": corpus.fingerprint, "train_chars": int(len(train_ids)),
                          "val_chars": int(len(val_ids))}}
     for name in CHECKPOINTS:

@@ -78,8 +78,9 @@ def plan(corpus, corpus_paths, given, limits, out=None, resume=None):
 def _resumed_config(loaded, given, limits, resume):
     saved = loaded.config["train"]
     # a setting older checkpoints lack (embed) was its default then
-    conflicts = [f"--{k.replace('_', '-')} {v} (checkpoint: {saved.get(k)})"
-                 for k, v in given.items() if saved.get(k, getattr(DEFAULTS, k)) != v]
+    kept = {k: saved.get(k, getattr(DEFAULTS, k)) for k in given}
+    conflicts = [f"--{k.replace('_', '-')} {v} (checkpoint: {kept[k]})"
+                 for k, v in given.items() if kept[k] != v]
     if conflicts:
         raise UsageError(f"{resume} was trained with other settings: {', '.join(conflicts)}; "
                          "drop these options to resume it")

@@ -26,7 +26,13 @@ def total_steps(tcfg, windows):
 class StoppingRule:
     def __init__(self, steps, time_budget, patience):
         self.steps, self.time_budget, self.patience = steps, time_budget, patience
-        self.reserve = 0.0                  # seconds the final validation is expected to take
+        self.measured = 0.0                 # the longest validation seen (with its checkpoints)
+        self.estimate = 0.0                 # the start-up guess, until one is measured
+
+    @property
+    def reserve(self):
+        """Seconds the final validation is expected to take."""
+        return self.measured or self.estimate
 
     def budget_reached(self, progress, reserve=0.0):
         return bool(self.time_budget) and max(progress.elapsed + reserve,
@@ -53,9 +59,13 @@ class StoppingRule:
     def validated(self, seconds, progress=None):
         """A validation (with its checkpoints) took this long: the final one will take at
         least as long. Kept in progress, so a resumed run knows it from its start."""
-        self.reserve = max(self.reserve, seconds)
+        self.measured = max(self.measured, seconds)
         if progress is not None:
-            progress.validation_seconds = max(progress.validation_seconds, self.reserve)
+            progress.validation_seconds = max(progress.validation_seconds, self.measured)
+
+    def estimated(self, seconds):
+        """The reserve before any validation is measured (an estimate, or a resumed run's)."""
+        self.estimate = seconds
 
     def out_of_patience(self, progress):
         return bool(self.patience) and progress.evals_since_best >= self.patience

@@ -67,9 +67,6 @@ class Trainer:
         return {"model": self.mcfg.to_dict(), "train": asdict(self.tcfg),
                 "progress": self.progress.to_dict(), "data": self.data_info}
 
-    def parameter_count(self):
-        return int(self.flat.size)
-
     def run(self):
         """Train until the stopping rule says so; yields event dicts for the CLI."""
         p, stop = self.progress, self.stopping
@@ -79,8 +76,8 @@ class Trainer:
         started = time.perf_counter() - p.elapsed
         schedule = EvalSchedule(self.tcfg, self.total_steps, p.elapsed)
         if self.tcfg.time_budget:            # the longest validation so far, or an estimate
-            stop.validated(max(p.validation_seconds,
-                               estimate_eval_seconds(self.validation_loss, self.val_ids)), p)
+            stop.estimated(p.validation_seconds or
+                           estimate_eval_seconds(self.validation_loss, self.val_ids))
         chars_per_step = self.tcfg.batch_size * self.tcfg.seq_len
         train_losses, window_start = [], time.perf_counter()
         append_metrics(self.out, {"event": "start", "at_step": p.step, "elapsed": p.elapsed,
@@ -105,9 +102,7 @@ class Trainer:
             due = schedule.due(p)
             done = stop.after_step(p, due)
             if done or due:
-                eval_started = time.perf_counter()
                 yield self._evaluate_and_save(sum(train_losses) / max(len(train_losses), 1))
-                stop.validated(time.perf_counter() - eval_started, p)
                 train_losses, window_start = [], time.perf_counter()
                 schedule.done(p)
                 if stop.out_of_patience(p):
@@ -163,13 +158,17 @@ class Trainer:
         return nll / count
 
     def _evaluate_and_save(self, train_loss):
-        p = self.progress
+        p, started = self.progress, time.perf_counter()
         val = self.validation_loss()
         self.guard.check_validation(p, val)
         improved = p.record_validation(val)
+        # measured times only go into the checkpoint (the start-up estimate may be far off);
+        # this one without its saves, which the next checkpoint then counts too
+        self.stopping.validated(time.perf_counter() - started, p)
         self._save("last.npz")
         if improved:
             self._save("best.npz")
+        self.stopping.validated(time.perf_counter() - started, p)
         record = validation_record(p, self.tcfg, train_loss, val, self._lr())
         append_metrics(self.out, record)
         return {"event": "eval", **record, "best_val": p.best_val, "improved": improved}
