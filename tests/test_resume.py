@@ -105,7 +105,7 @@ def test_a_resumed_time_budget_run_ends_inside_its_budget(corpus, tmp_path):
     its first step: the whole run, final validation and checkpoints included, ends in budget."""
     budget = 1.5
     tcfg = dataclasses.replace(_config(), steps=0, time_budget=budget, eval_every=0)
-    first = _run(corpus, tcfg, tmp_path / "b", stop_at=3)
+    assert _run(corpus, tcfg, tmp_path / "b", stop_at=3).progress.step == 3
     resumed = _run(corpus, tcfg, tmp_path / "b",
                    resume=checkpoint.load(tmp_path / "b" / "last.npz"))
     p = resumed.progress
