@@ -74,8 +74,8 @@ class _Texts:
     """The text to score, encoded in each model's own vocabulary (they may differ)."""
 
     def __init__(self, files, corpus_paths, split, val_frac, unknown, encoding_errors):
-        self.files, self.corpus_paths, self.split, self.val_frac = files, corpus_paths, split, \
-            val_frac
+        self.files, self.corpus_paths = files, corpus_paths
+        self.split, self.val_frac = split, val_frac
         self.unknown, self.encoding_errors = unknown, encoding_errors
         self._corpus = None
 

@@ -30,8 +30,8 @@ Split = _choices("Split", ("train", "val", "all"))
 
 def default(name):
     """TrainConfig's default for a setting, as --help shows it."""
-    return f"{getattr(DEFAULTS, name):g}" if isinstance(getattr(DEFAULTS, name), float) \
-        else str(getattr(DEFAULTS, name))
+    value = getattr(DEFAULTS, name)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def finite(value):

@@ -64,10 +64,10 @@ class TrainView:
         source = f" from {n_files:,} files" if n_files > 1 else ""
         done = t.progress.step
         verb = f"resuming at step {done:,}: training" if done else "training"
+        embedding = f"embedding {tcfg.embed}, " if tcfg.embed else ""
         render.note(
             f"{verb} a {tcfg.layers}-layer {tcfg.cell.upper()} (hidden {tcfg.hidden}, "
-            + (f"embedding {tcfg.embed}, " if tcfg.embed else "") +
-            f"{t.flat.size:,} parameters) on {train_chars:,} characters "
+            f"{embedding}{t.flat.size:,} parameters) on {train_chars:,} characters "
             f"({corpus.fingerprint['chars'] - train_chars:,} more held out for validation)"
             f"{source}, vocabulary {t.vocab.size}; batch {tcfg.batch_size} x {tcfg.seq_len}; "
             f"run directory {t.out}")

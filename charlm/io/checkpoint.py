@@ -189,9 +189,10 @@ def neural_arrays(loaded, cfg):
         if key.startswith("optim/"):
             _, moment, name = key.split("/", 2)
             moments.setdefault(moment, {})[name] = value
+    if is_weights_only(loaded.config, loaded.format_version):
+        return params, moments, None                 # best.npz: no carried state
     state = [tuple(arrays[f"state/l{k}.{p}"] for p in cfg.cell_module.STATE)
-             for k in range(cfg.layers)] if f"state/l0.{cfg.cell_module.STATE[0]}" in arrays \
-        else None
+             for k in range(cfg.layers)]
     return params, moments, state
 
 

@@ -103,8 +103,8 @@ class Stepper:
     """
 
     def __init__(self, params, cfg):
-        self.cfg, cell = cfg, cfg.cell_module
-        self.cell = cell
+        self.cfg, self.cell = cfg, cfg.cell_module
+        cell = self.cell
         G, H = cell.GATES, cfg.hidden
         dtype = params["head.weight"].dtype
         scale = cell.gate_scale(H, dtype)                      # (G*H,) the cells' folding
