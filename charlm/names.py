@@ -9,5 +9,6 @@ CELLS = ("rnn", "lstm", "gru")
 NGRAM = "ngram"                    # the Kneser-Ney baseline, trained with --cell ngram
 MODEL_KINDS = CELLS + (NGRAM,)
 ACTIVATIONS = ("tanh", "relu")     # the vanilla RNN's nonlinearity
+SOFTMAXES = ("full", "adaptive")     # the output layer: nn.Linear, nn.AdaptiveLogSoftmaxWithLoss
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "adagrad", "sgd")
 SCHEDULES = ("constant", "cosine", "step")

@@ -1,23 +1,40 @@
-"""Finite-difference gradient checks (float64) for every cell, stacks, the loss and dropout."""
+"""Finite-difference gradient checks (float64) for every cell, stacks, both output layers,
+the loss and dropout."""
 
 import numpy as np
 import pytest
 from gradcheck import numeric_grad, rel_error
 
-from charlm.nn import inference, loss, model
+from charlm.nn import inference, loss, model, output
 from charlm.nn.model import ModelConfig
 
 CASES = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
+# the adaptive softmax at V = 5: a shortlist of 2 and clusters of 1 and 2 ids (inner sizes 2, 1)
+SOFTMAX = {"full": {}, "adaptive": {"softmax": "adaptive", "cutoffs": (2, 3), "div_value": 2.0}}
 
 
-def _random_model(cell, activation, layers, rng, V=5, H=4, dropout=0.0, embed=0):
+def _random_model(cell, activation, layers, rng, V=5, H=4, dropout=0.0, embed=0,
+                  softmax="full"):
     cfg = ModelConfig(cell=cell, vocab_size=V, hidden=H, layers=layers,
-                      activation=activation, dropout=dropout, embed=embed)
+                      activation=activation, dropout=dropout, embed=embed, **SOFTMAX[softmax])
     flat, params = model.init_params(cfg, rng, dtype=np.float64)
     flat[:] = rng.standard_normal(flat.shape) * 0.5    # non-trivial biases too
     if activation == "relu":
         flat += 0.1                                    # keep pre-activations away from the kink
     return cfg, flat, params
+
+
+def _mean_nll(params, cfg, x, y, state, dropout_rng=None):
+    """(mean nats of y, final state) by the forward pass and the output layer's scoring."""
+    top, final, _ = model.forward(params, cfg, x, state, dropout_rng)
+    return -output.target_log_probs(params, cfg, top, y.reshape(-1)).mean(), final
+
+
+def _grads(params, cfg, x, y, state, dropout_rng=None, dstate=None):
+    """(gradients keyed like params, gradient of the initial state) from loss_and_grads."""
+    _, grads = model.allocate(model.param_shapes(cfg), np.float64)
+    _, _, dstate0 = model.loss_and_grads(params, cfg, x, y, state, grads, dropout_rng, dstate)
+    return grads, dstate0
 
 
 def _random_state(cfg, B, rng):
@@ -34,9 +51,11 @@ BATCHES = [1, 3, 5]
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("B", BATCHES)
 @pytest.mark.parametrize("embed", [0, 3])            # one-hot input, a learned embedding
-def test_model_gradients_match_finite_differences(cell, activation, layers, B, embed):
+@pytest.mark.parametrize("softmax", SOFTMAX)
+def test_model_gradients_match_finite_differences(cell, activation, layers, B, embed, softmax):
     rng = np.random.default_rng(0)
-    cfg, flat, params = _random_model(cell, activation, layers, rng, embed=embed)
+    cfg, flat, params = _random_model(cell, activation, layers, rng, embed=embed,
+                                      softmax=softmax)
     T = 4
     x = rng.integers(0, cfg.vocab_size, (T, B))
     y = rng.integers(0, cfg.vocab_size, (T, B))
@@ -44,15 +63,11 @@ def test_model_gradients_match_finite_differences(cell, activation, layers, B, e
     dstate = _random_state(cfg, B, rng)                # gradient arriving at the final state
 
     def objective():
-        logits, final, _ = model.forward(params, cfg, x, state)
-        nll, _ = loss.cross_entropy(logits, y.reshape(-1), want_grad=False)
+        nll, final = _mean_nll(params, cfg, x, y, state)
         extra = sum(float(np.sum(a * d)) for s, ds in zip(final, dstate) for a, d in zip(s, ds))
-        return nll / y.size + extra
+        return nll + extra
 
-    logits, _, cache = model.forward(params, cfg, x, state)
-    _, dlogits = loss.cross_entropy(logits, y.reshape(-1))
-    grads_flat, grads = model.allocate(model.param_shapes(cfg), np.float64)
-    dstate0 = model.backward(params, cfg, dlogits, cache, grads, dstate=dstate)
+    grads, dstate0 = _grads(params, cfg, x, y, state, dstate=dstate)
 
     for name in params:
         assert rel_error(grads[name], numeric_grad(objective, params[name])) < 1e-6, name
@@ -75,18 +90,13 @@ def test_gradients_across_a_chunk_boundary(cell, activation):
     def objective():
         state, total = state0, 0.0
         for x, y in zip(xs, ys):
-            logits, state, _ = model.forward(params, cfg, x, state)
-            total += loss.cross_entropy(logits, y.reshape(-1), want_grad=False)[0] / y.size
+            nll, state = _mean_nll(params, cfg, x, y, state)
+            total += nll
         return total
 
-    logits1, state1, cache1 = model.forward(params, cfg, xs[0], state0)
-    logits2, _, cache2 = model.forward(params, cfg, xs[1], state1)
-    _, d2 = loss.cross_entropy(logits2, ys[1].reshape(-1))
-    _, d1 = loss.cross_entropy(logits1, ys[0].reshape(-1))
-    _, g2 = model.allocate(model.param_shapes(cfg), np.float64)
-    _, g1 = model.allocate(model.param_shapes(cfg), np.float64)
-    dstate1 = model.backward(params, cfg, d2, cache2, g2)
-    model.backward(params, cfg, d1, cache1, g1, dstate=dstate1)
+    _, state1 = _mean_nll(params, cfg, xs[0], ys[0], state0)
+    g2, dstate1 = _grads(params, cfg, xs[1], ys[1], state1)
+    g1, _ = _grads(params, cfg, xs[0], ys[0], state0, dstate=dstate1)
     for name in params:
         assert rel_error(g1[name] + g2[name], numeric_grad(objective, params[name])) < 1e-6, name
 
@@ -101,14 +111,11 @@ def test_dropout_gradients_match_finite_differences():
     state = model.initial_state(cfg, B, np.float64)
 
     def objective():
-        logits, _, _ = model.forward(params, cfg, x, state, np.random.default_rng(7))
-        return loss.cross_entropy(logits, y.reshape(-1), want_grad=False)[0] / y.size
+        return _mean_nll(params, cfg, x, y, state, np.random.default_rng(7))[0]
 
-    logits, _, cache = model.forward(params, cfg, x, state, np.random.default_rng(7))
-    _, dlogits = loss.cross_entropy(logits, y.reshape(-1))
-    _, grads = model.allocate(model.param_shapes(cfg), np.float64)
-    model.backward(params, cfg, dlogits, cache, grads)
-    masks = [layer_cache[-1] for layer_cache in cache[2]]
+    grads, _ = _grads(params, cfg, x, y, state, np.random.default_rng(7))
+    _, _, cache = model.forward(params, cfg, x, state, np.random.default_rng(7))
+    masks = [layer_cache[-1] for layer_cache in cache[1]]
     assert all(m is not None and (m == 0).any() for m in masks)
     for name in params:
         assert rel_error(grads[name], numeric_grad(objective, params[name])) < 1e-6, name
@@ -134,8 +141,9 @@ def test_float32_stays_float32():
     cfg = ModelConfig(cell="gru", vocab_size=7, hidden=6, layers=2)
     _, params = model.init_params(cfg, rng)
     x = rng.integers(0, 7, (5, 3))
-    logits, state, _ = model.forward(params, cfg, x, model.initial_state(cfg, 3))
-    assert logits.dtype == np.float32 and state[0][0].dtype == np.float32
+    top, state, _ = model.forward(params, cfg, x, model.initial_state(cfg, 3))
+    assert top.dtype == np.float32 and state[0][0].dtype == np.float32
+    assert output.log_probs(params, cfg, top).dtype == np.float32
 
 
 @pytest.mark.parametrize("cell,activation", CASES)
@@ -149,9 +157,9 @@ def test_one_stream_inference_is_the_same_for_either_weight_order(cell, activati
     folded = inference.fold_for_inference(params, cfg, 1)
     assert all(w_hh.flags.f_contiguous for _, _, w_hh, _ in folded)
     row_major = [(w, b, np.ascontiguousarray(w_hh), b_hh) for w, b, w_hh, b_hh in folded]
-    logits_f, final_f = inference.infer(params, cfg, x, state, folded=folded)
-    logits_c, final_c = inference.infer(params, cfg, x, state, folded=row_major)
-    assert np.allclose(logits_f, logits_c, rtol=1e-12, atol=1e-12)
+    top_f, final_f = inference.infer(params, cfg, x, state, folded=folded)
+    top_c, final_c = inference.infer(params, cfg, x, state, folded=row_major)
+    assert np.allclose(top_f, top_c, rtol=1e-12, atol=1e-12)
     for a, b in zip(final_f, final_c):
         for u, v in zip(a, b):
             assert np.allclose(u, v, rtol=1e-12, atol=1e-12)
@@ -167,9 +175,9 @@ def test_inference_path_equals_the_training_forward(cell, activation, B, embed):
     cfg, flat, params = _random_model(cell, activation, 2, rng, embed=embed)
     x = rng.integers(0, cfg.vocab_size, (6, B))
     state = _random_state(cfg, B, rng)
-    logits, final, _ = model.forward(params, cfg, x, state)
-    logits_infer, final_infer = inference.infer(params, cfg, x, state)
-    assert np.allclose(logits, logits_infer, rtol=1e-12, atol=1e-12)
+    top, final, _ = model.forward(params, cfg, x, state)
+    top_infer, final_infer = inference.infer(params, cfg, x, state)
+    assert np.allclose(top, top_infer, rtol=1e-12, atol=1e-12)
     for a, b in zip(final, final_infer):
         for u, v in zip(a, b):
             assert np.allclose(u, v, rtol=1e-12, atol=1e-12)
@@ -186,13 +194,9 @@ def test_embedding_gradient_over_a_large_vocabulary(cell):
     state = _random_state(cfg, 3, rng)
 
     def objective():
-        logits, _, _ = model.forward(params, cfg, x, state)
-        return loss.cross_entropy(logits, y.reshape(-1), want_grad=False)[0] / y.size
+        return _mean_nll(params, cfg, x, y, state)[0]
 
-    logits, _, cache = model.forward(params, cfg, x, state)
-    _, dlogits = loss.cross_entropy(logits, y.reshape(-1))
-    _, grads = model.allocate(model.param_shapes(cfg), np.float64)
-    model.backward(params, cfg, dlogits, cache, grads)
+    grads, _ = _grads(params, cfg, x, y, state)
     seen = np.unique(x)
     numeric = numeric_grad(objective, params["embed.weight"])
     assert rel_error(grads["embed.weight"], numeric) < 1e-6

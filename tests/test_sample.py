@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from charlm.nn import inference, model
+from charlm.nn import inference, model, output
 from charlm.nn.inference import Stepper
 from charlm.nn.model import ModelConfig
 
@@ -11,15 +11,18 @@ from charlm.nn.model import ModelConfig
 @pytest.mark.parametrize("cell,activation",
                          [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")])
 @pytest.mark.parametrize("embed", [0, 4])
-def test_stepper_logits_equal_the_model_on_the_same_text(cell, activation, embed):
+@pytest.mark.parametrize("softmax", [{}, {"softmax": "adaptive", "cutoffs": (3, 6),
+                                          "div_value": 2.0}])
+def test_stepper_logits_equal_the_model_on_the_same_text(cell, activation, embed, softmax):
     rng = np.random.default_rng(0)
     cfg = ModelConfig(cell=cell, vocab_size=9, hidden=6, layers=2, activation=activation,
-                      embed=embed)
+                      embed=embed, **softmax)
     flat, params = model.init_params(cfg, rng, dtype=np.float64)
     flat += rng.standard_normal(flat.shape) * 0.3              # non-zero biases too
     ids = rng.integers(0, cfg.vocab_size, 12)
     state = model.initial_state(cfg, 1, np.float64)
-    expected, _ = inference.infer(params, cfg, ids[:, None], state)
+    top, _ = inference.infer(params, cfg, ids[:, None], state)
+    expected = output.log_probs(params, cfg, top)
     stepper = Stepper(params, cfg)
     got = np.stack([stepper.step(int(i)).copy() for i in ids])
     assert np.allclose(got, expected, rtol=1e-10, atol=1e-12)

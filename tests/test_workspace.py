@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from charlm.nn import inference, loss, model
+from charlm.nn import inference, model
 from charlm.nn.workspace import FRESH, Workspace
 
 
@@ -18,18 +18,19 @@ def test_the_same_name_and_shape_get_the_same_array():
 
 
 def _step(params, cfg, x, y, state, ws, seed):
-    """One training step's logits, gradients and next state."""
-    logits, final, cache = model.forward(params, cfg, x, state, np.random.default_rng(seed), ws)
-    nll, dlogits = loss.cross_entropy(logits, y.reshape(-1))
+    """One training step's loss, gradients and next state."""
     _, grads = model.allocate(model.param_shapes(cfg))
-    model.backward(params, cfg, dlogits, cache, grads, ws=ws)
+    nll, final, _ = model.loss_and_grads(params, cfg, x, y, state, grads,
+                                         np.random.default_rng(seed), ws=ws)
     return nll, {k: v.copy() for k, v in grads.items()}, final
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 @pytest.mark.parametrize("batch", [1, 5])
-def test_steps_with_a_workspace_equal_steps_without(cell, batch):
-    cfg = model.ModelConfig(cell=cell, vocab_size=11, hidden=8, layers=2, dropout=0.3)
+@pytest.mark.parametrize("softmax", [{}, {"softmax": "adaptive", "cutoffs": (4, 7)}])
+def test_steps_with_a_workspace_equal_steps_without(cell, batch, softmax):
+    cfg = model.ModelConfig(cell=cell, vocab_size=11, hidden=8, layers=2, dropout=0.3,
+                            **softmax)
     _, params = model.init_params(cfg, np.random.default_rng(0))
     rng = np.random.default_rng(1)
     ws = Workspace()

@@ -19,6 +19,7 @@ def _choices(name, values):
 
 Cell = _choices("Cell", names.MODEL_KINDS)
 Activation = _choices("Activation", names.ACTIVATIONS)
+Softmax = _choices("Softmax", names.SOFTMAXES)
 OptimizerName = _choices("OptimizerName", names.OPTIMIZERS)
 Schedule = _choices("Schedule", names.SCHEDULES)
 Unknown = _choices("Unknown", ("error", "skip"))

@@ -8,7 +8,7 @@ import typer
 from charlm.cli import options as o
 from charlm.cli.app import app
 from charlm.names import NGRAM
-from charlm.train.config import LIMITS, RESUMED
+from charlm.train.config import ADAPTIVE_FROM, DEFAULT_EMBED, LIMITS, RESUMED
 
 D = o.default
 
@@ -22,6 +22,9 @@ def train(
     hidden: int | None = typer.Option(None, min=1, max=65536, help="Hidden size (likewise).", show_default=D("hidden")),
     dropout: float | None = typer.Option(None, callback=o.fraction, help="Dropout between layers and before the head (likewise).", show_default=D("dropout")),
     embed: int | None = typer.Option(None, min=0, max=65536, help="Learn an input embedding of E dimensions (nn.Embedding), as for a large vocabulary; 0 = one-hot input.", show_default=D("embed")),
+    softmax: o.Softmax | None = typer.Option(None, help=f"The output layer: full, or adaptive (nn.AdaptiveLogSoftmaxWithLoss) for a large vocabulary; both --embed {DEFAULT_EMBED} and adaptive are chosen from {ADAPTIVE_FROM:,} distinct characters up.", show_default=D("softmax")),
+    cutoffs: str | None = typer.Option(None, help="The adaptive softmax's cluster bounds over the frequency-ranked characters, e.g. 500,2000.", show_default="shares 80/95/99% of the text"),
+    div_value: float | None = typer.Option(None, "--div-value", min=1.0, max=64.0, callback=o.finite, help="The adaptive softmax's shrink of each cluster's inner size.", show_default=D("div_value")),
     seq_len: int | None = typer.Option(None, "--seq-len", min=1, help="BPTT unroll length T.", show_default=D("seq_len")),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Parallel streams B.", show_default=D("batch_size")),
     lr: float | None = typer.Option(None, callback=o.positive, help="Learning rate.", show_default=D("lr")),
@@ -71,6 +74,8 @@ def _train_neural(corpus_paths, given, limits, out, resume, force, encoding_erro
     plan = session.plan(corpus, corpus_paths, given, limits, out, resume)
     for note in plan.notes:
         render.warn(note)
+    for line in plan.chosen:
+        render.note(line)
     with RunDir(plan.out, fresh=resume is None, force=force):
         trainer, reason = session.start(plan)
         if reason:

@@ -76,6 +76,13 @@ def read_corpus(paths: Sequence[PathLike], encoding_errors: str = "strict") -> C
     return Corpus(vocab, ids, {"chars": total, "sha256": sha256, "files": len(files)}, warnings)
 
 
+def ranked_by_frequency(corpus: Corpus, counted: int) -> Corpus:
+    """corpus with its vocabulary ranked by how often each character occurs in its first
+    counted characters (the training split), most frequent first, and its ids renumbered."""
+    vocab, new_id = corpus.vocab.by_frequency(corpus.ids[:counted])
+    return Corpus(vocab, new_id[corpus.ids], corpus.fingerprint, corpus.warnings)
+
+
 def split_train_val(ids: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]:
     """(N,) ids -> train (N - M,), val (M,) as views; M = int(N * val_frac), the contiguous tail."""
     if not 0 <= val_frac < 1:                    # also false for NaN

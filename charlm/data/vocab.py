@@ -1,4 +1,7 @@
-"""Vocab: the sorted set of Unicode code points seen in a corpus, and the id of each (its index).
+"""Vocab: the Unicode code points seen in a corpus, and the id of each (its index).
+
+A corpus's vocabulary is sorted by code point; a model with an adaptive softmax ranks it by
+frequency instead (by_frequency), most frequent first, since its clusters are ranges of ids.
 
 Dimensions: V vocabulary size, N text length in code points.
 The model works on code points, not graphemes: "é" may be one or two ids, a family emoji five.
@@ -29,12 +32,12 @@ def codepoints_of(text: str) -> np.ndarray:
 
 
 class Vocab:
-    """Sorted unique code points <-> ids. Immutable; construction validates like from_array."""
+    """Unique code points <-> ids. Immutable; construction validates like from_array."""
 
     def __init__(self, codepoints: Sequence[int] | np.ndarray):
         cps = _validated(np.asarray(codepoints))
         cps.setflags(write=False)
-        self._cps = cps                          # (V,) int32, strictly increasing
+        self._cps = cps                          # (V,) int32, unique
         self._table: np.ndarray | None = None    # (max code point + 1,) int32 id or -1; lazy
 
     @classmethod
@@ -81,9 +84,17 @@ class Vocab:
         """The id of the single character ch, or None if it is not in the vocabulary."""
         if len(ch) != 1:
             raise ValueError(f"index() takes one character, got {len(ch)}")
-        cp = ord(ch)
-        i = int(np.searchsorted(self._cps, cp))
-        return i if i < self.size and self._cps[i] == cp else None
+        i = int(self._lookup(np.array([ord(ch)], np.int64))[0])
+        return i if i >= 0 else None
+
+    def by_frequency(self, ids: np.ndarray) -> tuple[Vocab, np.ndarray]:
+        """This vocabulary ranked by how often each id occurs in ids (N,), most frequent first,
+        ties by code point: (ranked Vocab, (V,) new id of each old id)."""
+        counts = np.bincount(np.asarray(ids), minlength=self.size)
+        order = np.lexsort((self._cps, -counts))              # old ids, most frequent first
+        new_id = np.empty(self.size, self.id_dtype)
+        new_id[order] = np.arange(self.size)
+        return Vocab(self._cps[order]), new_id
 
     def encode(self, text: str, unknown: str = "error",
                what: str = "text") -> tuple[np.ndarray, int]:
@@ -119,7 +130,7 @@ class Vocab:
     def _lookup(self, cps: np.ndarray) -> np.ndarray:
         """(N,) code points -> (N,) int32 ids, -1 where absent. A dense table: O(N), no sort."""
         if self._table is None:
-            table = np.full(int(self._cps[-1]) + 1, -1, np.int32)  # at most 4.4 MB
+            table = np.full(int(self._cps.max()) + 1, -1, np.int32)  # at most 4.4 MB
             table[self._cps] = np.arange(self.size, dtype=np.int32)
             self._table = table
         top = len(self._table) - 1
@@ -145,8 +156,8 @@ def _validated(arr: np.ndarray) -> np.ndarray:
     cps = arr.astype(np.int32)
     if np.any((cps >= SURROGATES[0]) & (cps <= SURROGATES[1])):
         raise ValueError("vocabulary holds a surrogate code point (U+D800..U+DFFF)")
-    if np.any(np.diff(cps) <= 0):
-        raise ValueError("vocabulary is not strictly increasing (unsorted or repeated)")
+    if len(np.unique(cps)) != len(cps):
+        raise ValueError("vocabulary holds a code point twice")
     return cps
 
 

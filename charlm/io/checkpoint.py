@@ -2,7 +2,10 @@
 
 Key layout, every array one zip member (charlm.io.npz):
     params/<name>            float32, PyTorch state_dict names and shapes (see charlm.nn.model);
-                             embed.weight (V, E) only with an embedding (format version 2)
+                             embed.weight (V, E) only with an embedding (format version 2);
+                             head.weight (S + C, H) and tail.{i}.{0,1}.weight instead of
+                             head.weight (V, H) and head.bias with an adaptive softmax (format
+                             version 3, whose ids are ranked by frequency)
     optim/<moment>/<name>    float32 optimizer moments keyed like params (adam: exp_avg,
                              exp_avg_sq; rmsprop: square_avg; adagrad: sum_sq; sgd: none)
     state/l<k>.<part>        float32 (B, H) hidden state carried into the next training step,
@@ -12,14 +15,14 @@ Key layout, every array one zip member (charlm.io.npz):
     meta/vocab               int32 (V,) Unicode code points, index = id
     meta/config              JSON (uint8 bytes): kind, charlm_version, and the model, train,
                              progress (charlm.io.progress) and data sections
-    meta/format_version      int64 scalar: 2 for a model with a learned embedding or a
-                             weights-only file, else 1, so that a charlm that predates a part
-                             refuses the file by its version
+    meta/format_version      int64 scalar: 3 for a model with an adaptive softmax, 2 for one
+                             with a learned embedding or a weights-only file, else 1, so that
+                             a charlm that predates a part refuses the file by its version
 An n-gram checkpoint holds ngram/* arrays instead of params/optim/state (charlm.nn.kneser_ney)
 and its model section is {"cell": "ngram", "vocab_size", "order", "sizes"}.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from charlm import __version__, names
@@ -27,19 +30,21 @@ from charlm.data.vocab import Vocab
 from charlm.errors import CheckpointError
 from charlm.io.npz import load_checkpoint, save_checkpoint
 from charlm.io.progress import Progress, check_field
-from charlm.nn import kneser_ney, model
+from charlm.nn import adaptive, kneser_ney, model, output
 from charlm.nn.cells import CELLS
 from charlm.nn.optim import OPTIMIZERS
 
-FORMAT_VERSION = 2              # the newest this charlm reads and writes
+FORMAT_VERSION = 3              # the newest this charlm reads and writes
 EMBEDDING_VERSION = 2           # the first format with a learned input embedding
 WEIGHTS_ONLY_VERSION = 2        # the first format with weights-only files
+ADAPTIVE_VERSION = 3            # the first format with an adaptive softmax
 KIND = "charlm-checkpoint"
 MAX_VOCAB = 0x110000
 MAX_HIDDEN = 65536
 MAX_LAYERS = 64
 MAX_ORDER = 12
 MAX_EMBED = 65536
+MAX_DIV_VALUE = 64.0
 
 
 @dataclass
@@ -66,15 +71,13 @@ def kind_of(config):
 
 def model_config_from(config, version=FORMAT_VERSION):
     """ModelConfig from a neural checkpoint's config, every field validated; a file of a
-    format before the embedding has none."""
+    format before the embedding or the adaptive softmax has none."""
     m = config.get("model") if isinstance(config, dict) else None
     embed = 0
     if isinstance(m, dict) and "embed" in m:
         embed = check_field(m, "embed", int, 0, MAX_EMBED)
-        if embed and version < EMBEDDING_VERSION:
-            raise CheckpointError(f"config field 'embed' needs format {EMBEDDING_VERSION}, "
-                                  f"not {version}")
-    return model.ModelConfig(
+        _needs(version, EMBEDDING_VERSION, "embed", embed)
+    cfg = model.ModelConfig(
         cell=check_field(m, "cell", str, choices=names.CELLS),
         vocab_size=check_field(m, "vocab_size", int, 2, MAX_VOCAB),
         hidden=check_field(m, "hidden", int, 1, MAX_HIDDEN),
@@ -83,6 +86,34 @@ def model_config_from(config, version=FORMAT_VERSION):
         dropout=float(check_field(m, "dropout", (int, float), 0.0, 0.99)),
         embed=embed,
     )
+    if m.get("softmax", output.FULL) == output.FULL:
+        return cfg
+    check_field(m, "softmax", str, choices=names.SOFTMAXES)
+    _needs(version, ADAPTIVE_VERSION, "softmax", True)
+    div_value = float(check_field(m, "div_value", (int, float), 1.0, MAX_DIV_VALUE))
+    cutoffs = m.get("cutoffs")
+    try:
+        if not isinstance(cutoffs, list) or not all(
+                isinstance(c, int) and not isinstance(c, bool) for c in cutoffs):
+            raise ValueError("cutoffs must be a list of integers")
+        cutoffs = adaptive.check_cutoffs(cutoffs, cfg.vocab_size, cfg.hidden, div_value)
+    except ValueError as exc:
+        raise CheckpointError(f"config field 'cutoffs' is invalid ({exc})") from None
+    return replace(cfg, softmax=output.ADAPTIVE, cutoffs=cutoffs, div_value=div_value)
+
+
+def _needs(version, first, field, present):
+    if present and version < first:
+        raise CheckpointError(f"config field '{field}' needs format {first}, not {version}")
+
+
+def format_version(model_section, weights_only=False):
+    """The oldest format that holds a model with this model section (and weights only)."""
+    if model_section.get("softmax", output.FULL) != output.FULL:
+        return ADAPTIVE_VERSION
+    if weights_only:
+        return WEIGHTS_ONLY_VERSION
+    return EMBEDDING_VERSION if model_section.get("embed") else 1
 
 
 def schema(config, version):
@@ -149,7 +180,8 @@ def save_weights(path, sections, params, vocab):
     """The model alone (best.npz): what sample, eval, info and PyTorch read; a third of a
     training checkpoint's size with Adam."""
     arrays = {f"params/{name}": value for name, value in params.items()}
-    _save(path, arrays, vocab, sections | {"weights_only": True}, WEIGHTS_ONLY_VERSION)
+    _save(path, arrays, vocab, sections | {"weights_only": True},
+          format_version(sections["model"], weights_only=True))
 
 
 def save_neural(path, sections, params, vocab, moments, state):
@@ -161,8 +193,7 @@ def save_neural(path, sections, params, vocab, moments, state):
     for k, layer_state in enumerate(state):
         for part, value in zip(parts, layer_state, strict=True):
             arrays[f"state/l{k}.{part}"] = value
-    version = EMBEDDING_VERSION if sections["model"].get("embed") else 1
-    _save(path, arrays, vocab, sections, version)
+    _save(path, arrays, vocab, sections, format_version(sections["model"]))
 
 
 def save_ngram(path, sections, ngram_model, vocab):

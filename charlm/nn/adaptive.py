@@ -23,13 +23,17 @@ sampling and for scoring every id.
 import numpy as np
 
 
-def check_cutoffs(cutoffs, vocab_size):
-    """cutoffs as a tuple of ints, or ValueError saying what is wrong (PyTorch's rules)."""
+def check_cutoffs(cutoffs, vocab_size, hidden=None, div_value=4.0):
+    """cutoffs as a tuple of ints, or ValueError saying what is wrong (PyTorch's rules, and,
+    given the hidden size, an inner size of at least 1 for every cluster)."""
     cutoffs = tuple(int(c) for c in cutoffs)
     if (not cutoffs or list(cutoffs) != sorted(set(cutoffs)) or cutoffs[0] <= 0
             or cutoffs[-1] > vocab_size - 1):
         raise ValueError(f"cutoffs must be increasing, unique and between 1 and V - 1 = "
                          f"{vocab_size - 1}, not {list(cutoffs)}")
+    if hidden is not None and int(hidden // div_value ** len(cutoffs)) < 1:
+        raise ValueError(f"the last of {len(cutoffs)} clusters gets no inner size at hidden "
+                         f"size {hidden} and div_value {div_value:g}; use fewer cutoffs")
     return cutoffs
 
 
@@ -56,11 +60,21 @@ def loss_forward(params, x, targets, cutoffs):
 
     Computes the head for every row and cluster i only for the rows whose target is in it.
     """
+    per_row, cache = _target_log_probs(params, x, targets, cutoffs)
+    return -float(per_row.sum()), cache
+
+
+def target_log_probs(params, x, targets, cutoffs):
+    """(N,) float64 log p(target) of each row, computing only the clusters the targets need."""
+    return _target_log_probs(params, x, targets, cutoffs)[0]
+
+
+def _target_log_probs(params, x, targets, cutoffs):
     S = cutoffs[0]
     head_logp = _log_softmax(x @ params["head.weight"].T)           # (N, S + C)
-    column = targets.astype(np.int64).copy()                        # the head entry each row needs
+    column = targets.astype(np.int64)                               # the head entry each row needs
+    per_row = np.zeros(len(targets), np.float64)
     clusters = []
-    total = 0.0
     for i, (low, high) in enumerate(zip(cutoffs, (*cutoffs[1:], None))):
         rows = np.flatnonzero(targets >= low if high is None else
                               (targets >= low) & (targets < high))
@@ -70,10 +84,10 @@ def loss_forward(params, x, targets, cutoffs):
         inner = x[rows] @ params[f"tail.{i}.0.weight"].T            # (R, inner)
         logp = _log_softmax(inner @ params[f"tail.{i}.1.weight"].T)  # (R, cluster size)
         relative = targets[rows].astype(np.int64) - low
-        total -= float(logp[np.arange(len(rows)), relative].sum(dtype=np.float64))
+        per_row[rows] = logp[np.arange(len(rows)), relative]
         clusters.append((i, rows, relative, inner, logp))
-    total -= float(head_logp[np.arange(len(targets)), column].sum(dtype=np.float64))
-    return total, (x, column, head_logp, clusters)
+    per_row += head_logp[np.arange(len(targets)), column]
+    return per_row, (x, column, head_logp, clusters)
 
 
 def loss_backward(params, cache, grads, scale=1.0):

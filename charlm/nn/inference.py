@@ -15,13 +15,13 @@ import math
 
 import numpy as np
 
-from charlm.nn import loss
+from charlm.nn import output
 from charlm.nn.model import (
     fold_input_weights,
-    head,
     initial_state,
     input_columns,
     project,
+    rows_of,
     transposed,
 )
 from charlm.nn.workspace import FRESH, Workspace
@@ -49,10 +49,11 @@ def _recurrent_for_inference(cell, w_hh, batch):
 
 
 def infer(params, cfg, x, state, ws=FRESH, folded=None):
-    """forward for scoring: no dropout, no cache. Returns logits (T*B, V) and the state.
+    """forward for scoring: no dropout, no cache. Returns the top layer's rows (H, T*B) (what
+    charlm.nn.output reads) and the state.
 
     folded: fold_for_inference(params, cfg, B), to reuse over the chunks of a text (else made
-    here). With a workspace (ws), the logits live in it until the next call; every array here
+    here). With a workspace (ws), the rows live in it until the next call; every array here
     dies within its layer's turn, so the layers share them.
     """
     cell = cfg.cell_module
@@ -64,8 +65,7 @@ def infer(params, cfg, x, state, ws=FRESH, folded=None):
         xs = project(w_in, b_in, x, inp, ws)
         inp, final = cell.infer(xs, layer_state, w_hh, b_hh, cfg.activation, ws)  # (T, H, B)
         new_state.append(final)
-    logits, _ = head(params, inp, ws)
-    return logits, transposed(new_state)
+    return rows_of(inp, ws), transposed(new_state)
 
 
 def score_ids(params, cfg, ids, streams=1, chunk_len=256):
@@ -76,7 +76,7 @@ def score_ids(params, cfg, ids, streams=1, chunk_len=256):
     streams = max(1, min(streams, n_pred))
     piece = math.ceil(n_pred / streams)                     # predictions per stream
     starts = np.arange(streams) * piece                     # (S,) first context position
-    state = initial_state(cfg, streams, params["head.weight"].dtype)
+    state = initial_state(cfg, streams, params["rnn.weight_hh_l0"].dtype)
     total = 0.0
     # Chunks reuse their large arrays (2-15% faster at 16 streams); at one stream they
     # are small, and fresh ones measured faster.
@@ -87,8 +87,8 @@ def score_ids(params, cfg, ids, streams=1, chunk_len=256):
         valid = pos < n_pred
         pos = np.minimum(pos, n_pred - 1)
         x, y = ids[pos], ids[pos + 1]                       # (T, S) each
-        logits, state = infer(params, cfg, x, state, ws, folded)
-        log_probs = loss.token_log_probs(logits, y.reshape(-1))
+        top, state = infer(params, cfg, x, state, ws, folded)
+        log_probs = output.target_log_probs(params, cfg, top, y.reshape(-1), ws)
         total -= float(log_probs[valid.reshape(-1)].sum())
     return total, n_pred
 
@@ -106,7 +106,7 @@ class Stepper:
         self.cfg, self.cell = cfg, cfg.cell_module
         cell = self.cell
         G, H = cell.GATES, cfg.hidden
-        dtype = params["head.weight"].dtype
+        dtype = params["rnn.weight_hh_l0"].dtype
         scale = cell.gate_scale(H, dtype)                      # (G*H,) the cells' folding
         self.stacked = not cell.SEPARATE_RECURRENT
         # xs[k]: layer 0's table (V, G*H) of folded input columns, else the folded biases;
@@ -127,8 +127,10 @@ class Stepper:
             else:
                 self.w_ih.append(np.ascontiguousarray(w_ih.T * scale))        # (H, G*H)
                 self.w_step.append(np.ascontiguousarray(w_hh_t))
-        self.head_w = np.ascontiguousarray(params["head.weight"].T)            # (H, V)
-        self.head_b = params["head.bias"].copy()
+        self.params = params
+        if cfg.softmax == output.FULL:           # the fast path: one GEMV into a reused buffer
+            self.head_w = np.ascontiguousarray(params["head.weight"].T)        # (H, V)
+            self.head_b = params["head.bias"].copy()
         self.hidden = np.zeros(cfg.layers * H, dtype)          # every layer's h, in order
         # per layer, the cell's state vectors: h a view into self.hidden, the rest on their own
         self.state = [(self.hidden[k * H:(k + 1) * H],) +
@@ -144,7 +146,8 @@ class Stepper:
                 part[:] = 0
 
     def step(self, char_id):
-        """Feed one id; returns the logits (V,) for the next character (a reused buffer)."""
+        """Feed one id; returns the logits (V,) for the next character (a reused buffer with
+        the full softmax; log-probabilities, whose softmax is the same, with the adaptive one)."""
         H, a, step = self.cfg.hidden, self.a, self.cell.step
         for k, state in enumerate(self.state):
             if k == 0:
@@ -158,6 +161,8 @@ class Stepper:
                 xs = self.state[k - 1][0] @ self.w_ih[k - 1]
                 xs += self.xs[k]
             step(a, xs, state, self.constants[k])
+        if self.cfg.softmax != output.FULL:
+            return output.log_probs(self.params, self.cfg, self.state[-1][0][:, None])[0]
         np.matmul(self.state[-1][0], self.head_w, out=self.logits)
         self.logits += self.head_b
         return self.logits

@@ -1,5 +1,5 @@
 """The character language model: one-hot input or a learned embedding -> L stacked recurrent
-layers -> softmax head.
+layers -> an output layer (charlm.nn.output: a full softmax or an adaptive one).
 
 Dimensions: T time steps, B batch, V vocabulary, H hidden size, G gates, N = T * B.
 Parameters use the names and shapes of PyTorch's state_dict for nn.RNN/LSTM/GRU (attribute
@@ -7,7 +7,8 @@ Parameters use the names and shapes of PyTorch's state_dict for nn.RNN/LSTM/GRU 
     embed.weight (V, E)                only with an embedding (nn.Embedding, attribute `embed`)
     rnn.weight_ih_l{k} (G*H, V, E or H)   rnn.weight_hh_l{k} (G*H, H)
     rnn.bias_ih_l{k} (G*H,)            rnn.bias_hh_l{k} (G*H,)
-    head.weight (V, H)                 head.bias (V,)
+    head.weight (V, H)                 head.bias (V,)        the full softmax (nn.Linear)
+    head.weight, tail.{i}.{0,1}.weight  the adaptive softmax (see charlm.nn.output)
 All parameters are views into one flat buffer, and so are their gradients, which makes clipping
 and the optimizer a few whole-buffer operations.
 """
@@ -16,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from charlm.nn import output
 from charlm.nn.cells import CELLS
 from charlm.nn.init import xavier_uniform
 from charlm.nn.layout import (
@@ -39,6 +41,9 @@ class ModelConfig:
     activation: str = "tanh"       # rnn only: tanh or relu
     dropout: float = 0.0           # between layers and before the head, training only
     embed: int = 0                 # E, a learned input embedding's size; 0 = one-hot input
+    softmax: str = output.FULL     # the output layer: full or adaptive
+    cutoffs: tuple = ()            # the adaptive softmax's cluster bounds over frequency-ranked ids
+    div_value: float = 4.0         # the adaptive softmax's shrink of each cluster's inner size
 
     def to_dict(self):
         return asdict(self)
@@ -54,9 +59,11 @@ class ModelConfig:
         return self.embed or self.vocab_size
 
     def describe(self):
-        """How a user names this model: "2x128 GRU" (", embedding 64" with one)."""
+        """How a user names this model: "2x128 GRU, embedding 64, adaptive softmax 200/1000"."""
         embedding = f", embedding {self.embed}" if self.embed else ""
-        return f"{self.layers}x{self.hidden} {self.cell.upper()}{embedding}"
+        cuts = "/".join(str(c) for c in self.cutoffs)
+        softmax = f", adaptive softmax {cuts}" if self.softmax == output.ADAPTIVE else ""
+        return f"{self.layers}x{self.hidden} {self.cell.upper()}{embedding}{softmax}"
 
 
 def param_shapes(cfg):
@@ -69,8 +76,8 @@ def param_shapes(cfg):
         matrices[f"rnn.weight_hh_l{k}"] = (G * H, H)
         biases[f"rnn.bias_ih_l{k}"] = (G * H,)
         biases[f"rnn.bias_hh_l{k}"] = (G * H,)
-    matrices["head.weight"] = (V, H)
-    biases["head.bias"] = (V,)
+    for name, shape in output.param_shapes(cfg).items():
+        (matrices if len(shape) == 2 else biases)[name] = shape
     return matrices | biases
 
 
@@ -91,18 +98,18 @@ def matrix_size(cfg):
 
 
 def init_params(cfg, rng, dtype=np.float32):
-    """Xavier-uniform input and head weights, zero biases, each layer's recurrent weights as
+    """Xavier-uniform input and output weights, zero biases, each layer's recurrent weights as
     its cell initialises them (init_recurrent), a standard-normal embedding. Returns (flat,
     params)."""
     flat, params = allocate(param_shapes(cfg), dtype)
-    H, V = cfg.hidden, cfg.vocab_size
+    H = cfg.hidden
     for k in range(cfg.layers):
         xavier_uniform(params[f"rnn.weight_ih_l{k}"], cfg.input_size if k == 0 else H, H, rng)
         cfg.cell_module.init_recurrent(params[f"rnn.weight_hh_l{k}"],
                                        params[f"rnn.bias_ih_l{k}"], rng)
-    xavier_uniform(params["head.weight"], H, V, rng)
+    output.init(params, cfg, rng)
     if cfg.embed:                                  # N(0, 1), as nn.Embedding starts
-        params["embed.weight"][...] = rng.standard_normal((V, cfg.embed))
+        params["embed.weight"][...] = rng.standard_normal((cfg.vocab_size, cfg.embed))
     return flat, params
 
 
@@ -180,13 +187,24 @@ def project(w, bias, x, inp, ws=FRESH):
     return xs
 
 
+def loss_and_grads(params, cfg, x, y, state, grads, dropout_rng=None, dstate=None, ws=FRESH):
+    """One chunk of truncated BPTT: x, y (T, B) inputs and targets. Writes the gradient of the
+    mean nats into grads; returns (summed nats, final state, gradient of the initial state)."""
+    top, new_state, cache = forward(params, cfg, x, state, dropout_rng, ws)
+    nll_sum, out_cache = output.loss(params, cfg, top, y.reshape(-1), ws)
+    d_top = output.backward(params, cfg, out_cache, grads, x.shape, ws)
+    dstate0 = backward(params, cfg, d_top, cache, grads, dstate, ws)
+    return nll_sum, new_state, dstate0
+
+
 def forward(params, cfg, x, state, dropout_rng=None, ws=FRESH):
-    """x: (T, B) ids, time-major. Returns logits (T*B, V), the final state and the cache.
+    """x: (T, B) ids, time-major. Returns the top layer's outputs as rows top (H, T*B) (what
+    charlm.nn.output reads), the final state and the cache.
 
     Inside, every per-step array is feature-major, (T, features, B) (see charlm.nn.layout). With
     a dropout_rng and cfg.dropout > 0, each layer's output is dropped (inverted dropout)
     before it feeds the next layer or the head. ws (a charlm.nn.workspace.Workspace) lends the
-    large arrays; logits and the cache then live in it until the next step's forward.
+    large arrays; top and the cache then live in it until the next step's forward.
     """
     cell = cfg.cell_module
     T, B = x.shape
@@ -208,21 +226,15 @@ def forward(params, cfg, x, state, dropout_rng=None, ws=FRESH):
         layer_caches.append((inp, layer_state[0], outputs, cell_cache, mask))
         new_state.append(final)
         inp = hs
-    logits, top = head(params, inp, ws)
-    return logits, transposed(new_state), (x, top, layer_caches)
+    return rows_of(inp, ws), transposed(new_state), (x, layer_caches)
 
 
-def head(params, inp, ws):
-    """The logits (N, V) of the top layer's outputs inp (T, H, B), and inp's rows (H, N)."""
+def rows_of(inp, ws=FRESH):
+    """The top layer's outputs inp (T, H, B) as rows (H, T*B), in time-major order."""
     T, H, B = inp.shape
     if B == 1:                          # (T, H, 1) is already the rows' transpose: no copy
-        top = inp.reshape(T, H).T
-    else:
-        top = feature_rows(inp, ws.empty("top", (H, T * B), inp.dtype))
-    w, b = params["head.weight"], params["head.bias"]
-    logits = np.matmul(top.T, w.T, out=ws.empty("logits", (T * B, w.shape[0]), inp.dtype))
-    logits += b
-    return logits, top
+        return inp.reshape(T, H).T
+    return feature_rows(inp, ws.empty("top", (H, T * B), inp.dtype))
 
 
 def _dropout_mask(rng, drop, hs, ws):
@@ -233,22 +245,15 @@ def _dropout_mask(rng, drop, hs, ws):
     return mask
 
 
-def backward(params, cfg, dlogits, cache, grads, dstate=None, ws=FRESH):
-    """Writes d loss / d param into grads (views keyed like params).
+def backward(params, cfg, dhs, cache, grads, dstate=None, ws=FRESH):
+    """Writes d loss / d param of the recurrent layers into grads (views keyed like params).
 
-    dlogits: (N, V). dstate is the gradient flowing into the final state (zero in truncated
+    dhs: (T, H, B) the gradient of the top layer's outputs (charlm.nn.output.backward). dstate is the gradient flowing into the final state (zero in truncated
     BPTT, where gradients stop at the chunk boundary). Returns the gradient for the initial
     state, per layer, in the same structure as the state. ws: as in forward (the same one).
     """
     cell = cfg.cell_module
-    x, top, layer_caches = cache
-    T, B = x.shape
-    H, V = cfg.hidden, cfg.vocab_size
-    np.matmul(dlogits.T, top.T, out=grads["head.weight"])
-    np.sum(dlogits, axis=0, out=grads["head.bias"])
-    # (T, H, B) gradient of the top layer's outputs
-    dhs = np.matmul(params["head.weight"].T, dlogits.reshape(T, B, V).transpose(0, 2, 1),
-                    out=ws.empty("dhs", (T, H, B), dlogits.dtype))
+    (x, layer_caches), (T, B), H, V = cache, cache[0].shape, cfg.hidden, cfg.vocab_size
     parts = len(cell.STATE)
     if dstate is None:
         d_finals = [tuple(np.zeros((H, B), dhs.dtype) for _ in range(parts))] * cfg.layers

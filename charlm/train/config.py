@@ -12,6 +12,9 @@ class TrainConfig:
     hidden: int = 128
     dropout: float = 0.0
     embed: int = 0                  # a learned input embedding of this size; 0 = one-hot input
+    softmax: str = "full"           # full or adaptive (both chosen for a large vocabulary)
+    cutoffs: str = ""               # the adaptive softmax's bounds, "500,2000"; "" = by frequency
+    div_value: float = 4.0          # the adaptive softmax's shrink of each cluster's inner size
     seq_len: int = 64
     batch_size: int = 32
     lr: float = 4e-3                # with warm-up and cosine decay; 2e-3 trains slower
@@ -36,12 +39,18 @@ class TrainConfig:
     explode_factor: float = 3.0     # diverged once the smoothed loss passes this x the first loss
 
 
+# From this many distinct characters up, a run whose user chose neither gets an input
+# embedding of DEFAULT_EMBED and the adaptive softmax (charlm.train.largevocab; measured)
+ADAPTIVE_FROM = 1000
+DEFAULT_EMBED = 128
+
 DEFAULTS = TrainConfig()
 FIELDS = tuple(f.name for f in fields(TrainConfig))
 
 # Settings that define the model and its training: a resumed run takes them from its
 # checkpoint, and giving a different value is an error.
-RESUMED = ("cell", "activation", "layers", "hidden", "dropout", "embed", "seq_len", "batch_size",
+RESUMED = ("cell", "activation", "layers", "hidden", "dropout", "embed", "softmax", "cutoffs",
+           "div_value", "seq_len", "batch_size",
            "lr", "optimizer", "lr_schedule", "warmup", "weight_decay", "clip_norm", "clip_value",
            "val_frac", "seed", "state_reset")
 # Settings that say how long and how to watch: a resume may change them.

@@ -13,7 +13,8 @@ from charlm.data.batching import steps_per_epoch
 from charlm.errors import CheckpointError, CorpusError, UsageError
 from charlm.io import checkpoint
 from charlm.names import NGRAM
-from charlm.train import autosize
+from charlm.nn import output
+from charlm.train import autosize, largevocab
 from charlm.train.config import DEFAULTS, SIZE_OPTIONS, TrainConfig
 from charlm.train.rundir import check_not_corpus
 from charlm.train.trainer import Trainer
@@ -31,6 +32,7 @@ class Plan:
     resume: checkpoint.Loaded | None
     auto_size: bool                   # choose layers, hidden and dropout for the time budget
     notes: list[str] = field(default_factory=list)   # warnings for the user
+    chosen: list[str] = field(default_factory=list)  # settings charlm chose, and why
 
     @property
     def data_info(self):
@@ -56,23 +58,36 @@ def plan(corpus, corpus_paths, given, limits, out=None, resume=None):
                              f"the run from its training checkpoint, "
                              f"{Path(resume).parent / 'last.npz'}")
         tcfg = _resumed_config(loaded, given, limits, resume)
+        corpus, train_ids, val_ids = _split(corpus, tcfg)
         fingerprint = loaded.config["data"]["fingerprint"]
         if loaded.vocab != corpus.vocab or fingerprint != corpus.fingerprint:
             raise CorpusError(f"the corpus differs from the one {resume} was trained on "
                               "(size, content or vocabulary); resume with the same corpus")
-        out = out or Path(resume).parent
+        out, chosen = out or Path(resume).parent, []
     else:
-        tcfg = TrainConfig(**given, **limits)
-        out = out or Path("runs") / Path(corpus_paths[0]).stem
+        tcfg, note = largevocab.defaults(TrainConfig(**given, **limits), given, corpus.vocab.size)
+        largevocab.check(tcfg, given, corpus.vocab.size)
+        corpus, train_ids, val_ids = _split(corpus, tcfg)
+        tcfg = largevocab.with_cutoffs(tcfg, train_ids, corpus.vocab.size)
+        out, chosen = out or Path("runs") / Path(corpus_paths[0]).stem, [note] if note else []
     check_not_corpus(out, corpus_paths)
-    train_ids, val_ids = text.split_train_val(corpus.ids, tcfg.val_frac)
     notes = []
     if len(val_ids) < 2:
         notes.append(f"the validation split has {len(val_ids)} characters (--val-frac "
                      f"{tcfg.val_frac:g}); validation is off and best.npz will not be written")
     steps_per_epoch(len(train_ids), tcfg.batch_size, tcfg.seq_len)   # fail before touching out
     auto = resume is None and bool(tcfg.time_budget) and not set(SIZE_OPTIONS) & given.keys()
-    return Plan(tcfg, corpus, train_ids, val_ids, Path(out), loaded, auto, notes)
+    return Plan(tcfg, corpus, train_ids, val_ids, Path(out), loaded, auto, notes, chosen)
+
+
+def _split(corpus, tcfg):
+    """(corpus, train ids, validation ids); for an adaptive softmax, with the vocabulary ranked
+    by frequency in the training split (its clusters are ranges of ids)."""
+    train_ids, val_ids = text.split_train_val(corpus.ids, tcfg.val_frac)
+    if tcfg.softmax == output.ADAPTIVE:
+        corpus = text.ranked_by_frequency(corpus, len(train_ids))
+        train_ids, val_ids = text.split_train_val(corpus.ids, tcfg.val_frac)
+    return corpus, train_ids, val_ids
 
 
 def _resumed_config(loaded, given, limits, resume):

@@ -17,7 +17,7 @@ from charlm.data.batching import Windows
 from charlm.io import checkpoint
 from charlm.io.npz import NonFiniteStateError
 from charlm.io.progress import Progress
-from charlm.nn import loss, model, optim
+from charlm.nn import model, optim, output
 from charlm.nn.inference import score_ids
 from charlm.nn.workspace import Workspace
 from charlm.train.guard import DivergenceGuard
@@ -30,9 +30,17 @@ QUIET = {"over": "ignore", "invalid": "ignore", "divide": "ignore"}
 
 
 def model_config(tcfg, vocab_size):
+    adaptive = tcfg.softmax == output.ADAPTIVE
     return model.ModelConfig(cell=tcfg.cell, vocab_size=vocab_size, hidden=tcfg.hidden,
                              layers=tcfg.layers, activation=tcfg.activation,
-                             dropout=tcfg.dropout, embed=tcfg.embed)
+                             dropout=tcfg.dropout, embed=tcfg.embed, softmax=tcfg.softmax,
+                             cutoffs=parse_cutoffs(tcfg.cutoffs) if adaptive else (),
+                             div_value=tcfg.div_value)
+
+
+def parse_cutoffs(text):
+    """"500,2000" -> (500, 2000); ValueError if it is not a list of integers."""
+    return tuple(int(part) for part in text.split(","))
 
 
 class Trainer:
@@ -124,12 +132,10 @@ class Trainer:
         t, p = self.tcfg, self.progress
         x, y = self.batches[p.window]                                 # (T, B) each
         with np.errstate(**QUIET):
-            logits, new_state, cache = model.forward(
-                self.params, self.mcfg, x, self.state, self.rng if t.dropout > 0 else None,
-                self.workspace)
-            nll_sum, dlogits = loss.cross_entropy(logits, y.reshape(-1))
+            nll_sum, new_state, _ = model.loss_and_grads(
+                self.params, self.mcfg, x, y, self.state, self.grads,
+                self.rng if t.dropout > 0 else None, ws=self.workspace)
             step_loss = nll_sum / y.size
-            model.backward(self.params, self.mcfg, dlogits, cache, self.grads, ws=self.workspace)
             norm = optim.global_norm(self.grad_flat)
             # Checked before clipping: an inf norm times a clip factor would become NaN weights
             if math.isfinite(step_loss) and math.isfinite(norm):
