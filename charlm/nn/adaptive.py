@@ -55,6 +55,17 @@ def _log_softmax(z):
     return z
 
 
+def _softmax_at(z, picked):
+    """Row-wise softmax of z (M, K) in place, and log softmax(z)[m, picked[m]] (M,) float64:
+    one exp per entry, where a log softmax followed by an exp in backward would take two."""
+    z -= z.max(axis=1, keepdims=True)                      # exp() cannot overflow
+    at = z[np.arange(len(z)), picked].astype(np.float64)
+    np.exp(z, out=z)
+    total = z.sum(axis=1, dtype=np.float64)                # (M,)
+    z /= total.astype(z.dtype)[:, None]
+    return at - np.log(total)
+
+
 def loss_forward(params, x, targets, cutoffs):
     """Summed nats (float64) of targets (N,) given rows x (N, H), and the cache for backward.
 
@@ -70,8 +81,9 @@ def target_log_probs(params, x, targets, cutoffs):
 
 
 def _target_log_probs(params, x, targets, cutoffs):
+    """(N,) log p(target) and the cache: the softmax of the head and of each cluster reached."""
     S = cutoffs[0]
-    head_logp = _log_softmax(x @ params["head.weight"].T)           # (N, S + C)
+    x = np.ascontiguousarray(x)                  # rows are gathered below: a strided x is slow
     column = targets.astype(np.int64)                               # the head entry each row needs
     per_row = np.zeros(len(targets), np.float64)
     clusters = []
@@ -81,38 +93,39 @@ def _target_log_probs(params, x, targets, cutoffs):
         if len(rows) == 0:
             continue
         column[rows] = S + i
-        inner = x[rows] @ params[f"tail.{i}.0.weight"].T            # (R, inner)
-        logp = _log_softmax(inner @ params[f"tail.{i}.1.weight"].T)  # (R, cluster size)
+        x_rows = x[rows]
+        inner = x_rows @ params[f"tail.{i}.0.weight"].T              # (R, inner)
+        probs = inner @ params[f"tail.{i}.1.weight"].T               # (R, cluster size)
         relative = targets[rows].astype(np.int64) - low
-        per_row[rows] = logp[np.arange(len(rows)), relative]
-        clusters.append((i, rows, relative, inner, logp))
-    per_row += head_logp[np.arange(len(targets)), column]
-    return per_row, (x, column, head_logp, clusters)
+        per_row[rows] = _softmax_at(probs, relative)
+        clusters.append((i, rows, relative, x_rows, inner, probs))
+    head = x @ params["head.weight"].T                               # (N, S + C)
+    per_row += _softmax_at(head, column)
+    return per_row, (x, column, head, clusters)
 
 
 def loss_backward(params, cache, grads, scale=1.0):
     """Writes d(scale * summed nats)/d param into grads (keyed like params); returns dx (N, H).
 
-    scale 1 / N gives the gradient of the mean, as training uses.
+    scale 1 / N gives the gradient of the mean, as training uses. The cache's softmax arrays
+    become the gradients (it is used once).
     """
-    x, column, head_logp, clusters = cache
+    x, column, d_head, clusters = cache
     N = len(x)
-    d_head = np.exp(head_logp)                                      # softmax, (N, S + C)
-    d_head[np.arange(N), column] -= 1
-    d_head *= scale
-    grads["head.weight"][...] = d_head.T @ x
+    d_head[np.arange(N), column] -= 1                                # softmax - one-hot
+    d_head *= d_head.dtype.type(scale)
+    np.matmul(d_head.T, x, out=grads["head.weight"])
     dx = d_head @ params["head.weight"]                              # (N, H)
     for name in params:
         if name.startswith("tail."):
             grads[name][...] = 0                                     # clusters no row reached
-    for i, rows, relative, inner, logp in clusters:
+    for i, rows, relative, x_rows, inner, d_logits in clusters:
         w0, w1 = params[f"tail.{i}.0.weight"], params[f"tail.{i}.1.weight"]
-        d_logits = np.exp(logp)                                      # (R, cluster size)
-        d_logits[np.arange(len(rows)), relative] -= 1
-        d_logits *= scale
-        grads[f"tail.{i}.1.weight"][...] = d_logits.T @ inner
+        d_logits[np.arange(len(rows)), relative] -= 1                # (R, cluster size)
+        d_logits *= d_logits.dtype.type(scale)
+        np.matmul(d_logits.T, inner, out=grads[f"tail.{i}.1.weight"])
         d_inner = d_logits @ w1                                      # (R, inner)
-        grads[f"tail.{i}.0.weight"][...] = d_inner.T @ x[rows]
+        np.matmul(d_inner.T, x_rows, out=grads[f"tail.{i}.0.weight"])
         dx[rows] += d_inner @ w0                                     # rows are distinct
     return dx
 

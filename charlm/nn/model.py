@@ -231,10 +231,9 @@ def forward(params, cfg, x, state, dropout_rng=None, ws=FRESH):
 
 def rows_of(inp, ws=FRESH):
     """The top layer's outputs inp (T, H, B) as rows (H, T*B), in time-major order."""
-    T, H, B = inp.shape
-    if B == 1:                          # (T, H, 1) is already the rows' transpose: no copy
-        return inp.reshape(T, H).T
-    return feature_rows(inp, ws.empty("top", (H, T * B), inp.dtype))
+    T, H, B = inp.shape                 # at B = 1, (T, H, 1) is already the rows' transpose
+    return inp.reshape(T, H).T if B == 1 else feature_rows(inp, ws.empty("top", (H, T * B),
+                                                                          inp.dtype))
 
 
 def _dropout_mask(rng, drop, hs, ws):
@@ -248,12 +247,14 @@ def _dropout_mask(rng, drop, hs, ws):
 def backward(params, cfg, dhs, cache, grads, dstate=None, ws=FRESH):
     """Writes d loss / d param of the recurrent layers into grads (views keyed like params).
 
-    dhs: (T, H, B) the gradient of the top layer's outputs (charlm.nn.output.backward). dstate is the gradient flowing into the final state (zero in truncated
-    BPTT, where gradients stop at the chunk boundary). Returns the gradient for the initial
-    state, per layer, in the same structure as the state. ws: as in forward (the same one).
+    dhs: (T, H, B) the gradient of the top layer's outputs (charlm.nn.output.backward).
+    dstate: the gradient flowing into the final state (zero in truncated BPTT, where gradients
+    stop at the chunk boundary). Returns the gradient for the initial state, per layer, in the
+    state's structure. ws: as in forward (the same one).
     """
     cell = cfg.cell_module
-    (x, layer_caches), (T, B), H, V = cache, cache[0].shape, cfg.hidden, cfg.vocab_size
+    x, layer_caches = cache
+    (T, B), H, V = x.shape, cfg.hidden, cfg.vocab_size
     parts = len(cell.STATE)
     if dstate is None:
         d_finals = [tuple(np.zeros((H, B), dhs.dtype) for _ in range(parts))] * cfg.layers
