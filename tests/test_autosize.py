@@ -55,6 +55,26 @@ def test_parameter_count_matches_the_model_with_an_embedding():
         assert autosize.parameter_count(cell, 3000, 2, 16, embed=8) == flat.size
 
 
+def test_parameter_count_matches_the_model_with_an_adaptive_softmax():
+    from charlm.nn import model
+    adaptive = autosize.Adaptive((100, 1000), 4.0, (0.1, 0.02))
+    for embed in (0, 8):
+        cfg = model.ModelConfig(cell="lstm", vocab_size=3000, hidden=16, layers=2, embed=embed,
+                                softmax="adaptive", cutoffs=(100, 1000))
+        flat, _ = model.init_params(cfg, np.random.default_rng(0))
+        assert autosize.parameter_count("lstm", 3000, 2, 16, embed, adaptive) == flat.size
+
+
+def test_an_adaptive_softmax_costs_its_head_and_each_cluster_by_its_share():
+    rare = autosize.Adaptive((100, 1000), 4.0, (0.1, 0.0))
+    often = autosize.Adaptive((100, 1000), 4.0, (0.1, 0.5))
+    full = autosize.macs_per_char("gru", 3000, 2, 128, 64)
+    cheap, dearer = (autosize.macs_per_char("gru", 3000, 2, 128, 64, a) for a in (rare, often))
+    recurrent = full - 3000 * 128
+    assert cheap == recurrent + 102 * 128 + 0.1 * (32 * 128 + 900 * 32)
+    assert cheap < dearer < full
+
+
 def test_when_no_size_fits_the_line_says_so_and_what_would_help():
     """A 6,000-character vocabulary and a 36k-character corpus: even the smallest candidate
     breaks both rules, and the message must not claim otherwise."""

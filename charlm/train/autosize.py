@@ -22,6 +22,7 @@ too small stops improving early; size matters more than anything else. The rule:
 import time
 from typing import NamedTuple
 
+from charlm.nn import adaptive as adaptive_softmax
 from charlm.nn.cells import CELLS
 
 CANDIDATES = ((1, 128), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512))
@@ -32,19 +33,38 @@ BIG_PARAMS_PER_CHAR = 1.0       # above this, a run of many passes gets one more
 TRAIN_SHARE = 0.85              # of the budget left after probing; the rest validates and saves
 
 
-def parameter_count(cell, vocab_size, layers, hidden, embed=0):
+class Adaptive(NamedTuple):
+    """An adaptive softmax as auto-size counts it: its cutoffs and div_value, and the share of
+    the training targets that falls in each cluster (what each cluster costs per character)."""
+    cutoffs: tuple
+    div_value: float
+    shares: tuple
+
+
+def parameter_count(cell, vocab_size, layers, hidden, embed=0, adaptive=None):
     G, V, H = CELLS[cell].GATES, vocab_size, hidden
     D = embed or V                              # what layer 0 reads
-    count = G * H * (D + H + 2) + V * (H + 1) + V * embed
-    count += (layers - 1) * G * H * (2 * H + 2)
-    return count
+    count = G * H * (D + H + 2) + V * embed + (layers - 1) * G * H * (2 * H + 2)
+    if adaptive is None:
+        return count + V * (H + 1)
+    shapes = adaptive_softmax.param_shapes(V, H, adaptive.cutoffs, adaptive.div_value)
+    return count + sum(rows * cols for rows, cols in shapes.values())
 
 
-def macs_per_char(cell, vocab_size, layers, hidden, embed=0):
+def macs_per_char(cell, vocab_size, layers, hidden, embed=0, adaptive=None):
     """Multiply-adds per character in the forward pass (a one-hot input layer is a gather and
-    free; an embedded one is a (G*H, E) product)."""
+    free; an embedded one is a (G*H, E) product; an adaptive softmax's cluster costs only the
+    characters whose target is in it)."""
     G, V, H = CELLS[cell].GATES, vocab_size, hidden
-    return G * H * H * layers + G * H * H * (layers - 1) + V * H + G * H * embed
+    recurrent = G * H * H * layers + G * H * H * (layers - 1) + G * H * embed
+    if adaptive is None:
+        return recurrent + V * H
+    shapes = adaptive_softmax.param_shapes(V, H, adaptive.cutoffs, adaptive.div_value)
+    head_rows = shapes["head.weight"][0]
+    tails = sum(share * (shapes[f"tail.{i}.0.weight"][0] * H + rows * cols)
+                for i, share in enumerate(adaptive.shares)
+                for rows, cols in [shapes[f"tail.{i}.1.weight"]])
+    return recurrent + head_rows * H + tails
 
 
 def dropout_for(epochs, params_per_char=0.0):
@@ -64,8 +84,10 @@ class Choice(NamedTuple):
     predicted_chars: int        # training characters the run should see
 
 
-def choose(cell, vocab_size, train_chars, budget, batch_size, seq_len, time_step, embed=0):
-    """Pick a Choice (layers, hidden, dropout) and say why. embed: the user's embedding size.
+def choose(cell, vocab_size, train_chars, budget, batch_size, seq_len, time_step, embed=0,
+           adaptive=None):
+    """Pick a Choice (layers, hidden, dropout) and say why. embed: the run's embedding size;
+    adaptive: its adaptive softmax (an Adaptive), None for the full one.
 
     time_step(layers, hidden) returns the measured seconds of one training step; it is called
     for the PROBES only.
@@ -73,16 +95,17 @@ def choose(cell, vocab_size, train_chars, budget, batch_size, seq_len, time_step
     started = time.perf_counter()
     measured = {size: time_step(*size) for size in PROBES}
     (l1, h1), (l2, h2) = PROBES
-    x1, x2 = (macs_per_char(cell, vocab_size, l, h, embed) for l, h in PROBES)
+    x1, x2 = (macs_per_char(cell, vocab_size, l, h, embed, adaptive) for l, h in PROBES)
     slope = max((measured[PROBES[1]] - measured[PROBES[0]]) / (x2 - x1), 0.0)
     intercept = max(measured[PROBES[0]] - slope * x1, 0.0)
     train_seconds = TRAIN_SHARE * max(budget - (time.perf_counter() - started), 0.0)
     chars_per_step = batch_size * seq_len
     best, fitted = None, False
     for layers, hidden in CANDIDATES:
-        step = intercept + slope * macs_per_char(cell, vocab_size, layers, hidden, embed)
+        step = intercept + slope * macs_per_char(cell, vocab_size, layers, hidden, embed,
+                                                 adaptive)
         chars = train_seconds / max(step, 1e-6) * chars_per_step
-        params = parameter_count(cell, vocab_size, layers, hidden, embed)
+        params = parameter_count(cell, vocab_size, layers, hidden, embed, adaptive)
         fits = chars >= CHARS_PER_PARAM * params and params <= MAX_PARAMS_PER_CHAR * train_chars
         if best is None or fits:
             best, fitted = (layers, hidden, chars, params), fits

@@ -14,6 +14,7 @@ import numpy as np
 
 from charlm.errors import UsageError
 from charlm.nn import adaptive, output
+from charlm.train.autosize import Adaptive
 from charlm.train.config import ADAPTIVE_FROM, DEFAULT_EMBED
 from charlm.train.trainer import parse_cutoffs
 
@@ -67,3 +68,15 @@ def with_cutoffs(tcfg, train_ids, vocab_size):
     while len(cuts) > 1 and int(tcfg.hidden // tcfg.div_value ** len(cuts)) < 1:
         cuts = cuts[:-1]
     return replace(tcfg, cutoffs=",".join(str(c) for c in cuts))
+
+
+def autosize_view(tcfg, train_ids):
+    """The run's adaptive softmax as auto-size counts it (None for the full softmax): its
+    cutoffs and the share of training targets in each cluster."""
+    if tcfg.softmax != output.ADAPTIVE:
+        return None
+    cutoffs = parse_cutoffs(tcfg.cutoffs)
+    ranked = np.sort(np.asarray(train_ids[1:]))
+    bounds = np.searchsorted(ranked, (*cutoffs, np.iinfo(np.int64).max))
+    shares = tuple(float(n) / max(len(ranked), 1) for n in np.diff(bounds))
+    return Adaptive(cutoffs, tcfg.div_value, shares)

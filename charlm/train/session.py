@@ -136,6 +136,7 @@ def _auto_size(plan):
         return min(times)
 
     choice = autosize.choose(tcfg.cell, vocab.size, len(plan.train_ids), tcfg.time_budget,
-                             tcfg.batch_size, tcfg.seq_len, time_step, tcfg.embed)
+                             tcfg.batch_size, tcfg.seq_len, time_step, tcfg.embed,
+                             largevocab.autosize_view(tcfg, plan.train_ids))
     return replace(tcfg, layers=choice.layers, hidden=choice.hidden,
                    dropout=choice.dropout), choice
