@@ -38,6 +38,7 @@ def test_a_big_model_for_its_text_gets_more_dropout_only_when_it_makes_many_pass
     assert autosize.dropout_for(8, params_per_char=1.4) == 0.2
     assert autosize.dropout_for(20, params_per_char=1.4) == 0.3
     assert autosize.dropout_for(2, params_per_char=1.9) == 0.0       # one pass cannot overfit
+    assert autosize.dropout_for(30) == 0.3 and autosize.dropout_for(70, params_per_char=16) == 0.5
 
 
 def test_parameter_count_matches_the_model():
@@ -80,7 +81,7 @@ def test_when_no_size_fits_the_line_says_so_and_what_would_help():
     breaks both rules, and the message must not claim otherwise."""
     layers, hidden, _, reason, _ = autosize.choose("gru", 6000, 36_000, 30, 32, 64,
                                                    fake_timer())
-    assert (layers, hidden) == autosize.CANDIDATES[0]
+    assert (layers, hidden) == autosize.MEMORISING      # two layers: dropout between them
     assert reason.startswith("no size fits") and "at least 4 per parameter" not in reason
     assert "parameters per training character" in reason and "--embed" in reason
     fits = autosize.choose("lstm", 65, 10_000_000, 600, 32, 64, fake_timer())[3]

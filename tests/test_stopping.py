@@ -47,6 +47,15 @@ def test_validation_every_n_steps_or_every_s_seconds():
     assert not by_time.due(Progress(elapsed=40.0)) and by_time.due(Progress(elapsed=41.0))
 
 
+def test_a_cheap_validation_runs_more_often_under_a_time_budget():
+    budget = TrainConfig(time_budget=120)
+    assert EvalSchedule(budget, 0, 0.0, validation_seconds=1.0).seconds == 24.0   # a fifth
+    assert EvalSchedule(budget, 0, 0.0, validation_seconds=0.1).seconds == 5.0    # 50 of them
+    assert EvalSchedule(budget, 0, 0.0, validation_seconds=0.001).seconds == 1.2  # at most 100
+    chosen = TrainConfig(time_budget=120, eval_seconds=30)
+    assert EvalSchedule(chosen, 0, 0.0, validation_seconds=0.1).seconds == 30     # as asked
+
+
 def test_a_due_validation_near_the_end_is_the_last_one():
     """No two validations a step apart: one that is due when another step and the final
     validation would not fit behind it ends the run."""

@@ -80,14 +80,24 @@ class StoppingRule:
         return max(parts) if parts else 0.0
 
 
-class EvalSchedule:
-    """Every --eval-every steps, or every --eval-seconds (default: a fifth of a time budget),
-    else ten times over the run."""
+CHEAP_EVALS = 50     # a validation costing under 1/50 of the gap before it is run more often
+MAX_EVALS = 100      # of a time budget
 
-    def __init__(self, tcfg, steps, elapsed):
+
+class EvalSchedule:
+    """Every --eval-every steps, or every --eval-seconds (default: a fifth of a time budget,
+    or CHEAP_EVALS validations' time where that is shorter: a small corpus is memorised
+    within seconds, and its best point must not fall between two validations), else ten
+    times over the run. validation_seconds: what one validation takes (measured or
+    estimated)."""
+
+    def __init__(self, tcfg, steps, elapsed, validation_seconds=0.0):
         self.every = tcfg.eval_every or max(1, (steps or 10**9) // 10)
         self.seconds = tcfg.eval_seconds or (
             tcfg.time_budget / 5 if tcfg.time_budget and not tcfg.eval_every else 0.0)
+        if self.seconds and not tcfg.eval_seconds and validation_seconds > 0:
+            self.seconds = min(self.seconds, max(CHEAP_EVALS * validation_seconds,
+                                                 tcfg.time_budget / MAX_EVALS))
         self.next_time = elapsed + (self.seconds or math.inf)
 
     def due(self, progress):

@@ -82,10 +82,12 @@ class Trainer:
             yield {"event": "complete", "step": p.step}
             return
         started = time.perf_counter() - p.elapsed
-        schedule = EvalSchedule(self.tcfg, self.total_steps, p.elapsed)
+        one_validation = 0.0
         if self.tcfg.time_budget:            # the longest validation so far, or an estimate
-            stop.estimated(p.validation_seconds or
-                           estimate_eval_seconds(self.validation_loss, self.val_ids))
+            one_validation = p.validation_seconds or time_validation(self.validation_loss,
+                                                                     self.val_ids)
+            stop.estimated(p.validation_seconds or 1.5 * one_validation + 0.5)
+        schedule = EvalSchedule(self.tcfg, self.total_steps, p.elapsed, one_validation)
         chars_per_step = self.tcfg.batch_size * self.tcfg.seq_len
         train_losses, window_start = [], time.perf_counter()
         append_metrics(self.out, {"event": "start", "at_step": p.step, "elapsed": p.elapsed,
@@ -207,15 +209,15 @@ def restart_some(state, rng, chance):
     return state
 
 
-def estimate_eval_seconds(validation_loss, val_ids):
-    """Time a short validation slice and scale it up, to keep the final pass in budget."""
+def time_validation(validation_loss, val_ids):
+    """Seconds a validation should take: a short slice timed and scaled up. The stopping rule
+    reserves 1.5 times this and half a second for the final pass."""
     if len(val_ids) < 2:
         return 0.0
     probe = val_ids[:min(len(val_ids), 2048)]
     started = time.perf_counter()
     validation_loss(probe)
-    seconds = time.perf_counter() - started
-    return 1.5 * seconds * len(val_ids) / len(probe) + 0.5
+    return (time.perf_counter() - started) * len(val_ids) / len(probe)
 
 
 def restore(trainer, loaded):
