@@ -64,6 +64,7 @@ QUALITY_BUDGETS ?= 120
 bench: install
 	$(PY) -m pip install --quiet -e '.[parity]'
 	$(PY) benchmarks/bench.py
+	$(PY) benchmarks/large_vocab.py
 	$(PY) benchmarks/quality.py --budgets $(QUALITY_BUDGETS)
 
 fuzz: install
