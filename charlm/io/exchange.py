@@ -133,13 +133,21 @@ def _checked_params(st, config, vocab):
         parts = ([f"missing tensors: {listing(missing)}"] if missing else []) + \
                 ([f"unexpected tensors: {listing(extra)}"] if extra else [])
         raise CheckpointError(f"{st.path}: {'; '.join(parts)} (for a "
-                              f"{checkpoint.model_config_from(config, version).describe()})")
+                              f"{_described(config, version)})")
     for name, (dtype, shape) in want.items():
         arr = st.tensors[name]
         if arr.dtype.str != dtype or arr.shape != tuple(shape):
+            hint = " (give the --div-value it was built with)" if name.startswith("tail.") \
+                else ""
             raise CheckpointError(f"{st.path}: tensor {name} is {arr.dtype.str} {arr.shape}, "
-                                  f"the config needs {dtype} {tuple(shape)}")
+                                  f"the config needs {dtype} {tuple(shape)} for a "
+                                  f"{_described(config, version)} over a vocabulary of "
+                                  f"{vocab.size} characters{hint}")
     if vocab.size != expected["meta/vocab"][1][0]:
         raise CheckpointError(f"{st.path}: the vocabulary has {vocab.size} characters, the "
                               f"model {expected['meta/vocab'][1][0]}")
     return {name: st.tensors[name] for name in want}
+
+
+def _described(config, version):
+    return checkpoint.model_config_from(config, version).describe()

@@ -31,7 +31,7 @@ from charlm.io.npz import DEFAULT_MAX_BYTES
 from charlm.io.npz_members import Invalid, array_nbytes, array_to_json, human_size, show
 
 METADATA = "__metadata__"
-MAX_HEADER_BYTES = 16 * 1024 * 1024     # a 1.1M-character vocabulary fits; the package allows 100 MB
+MAX_HEADER_BYTES = 16 * 1024 * 1024     # room for a 1.1M-character vocabulary (the package: 100 MB)
 MAX_TENSORS = 1024
 MAX_DIMS = 8
 _ALIGN = 8                              # the header is padded with spaces so data starts aligned
