@@ -30,10 +30,10 @@ KINDS = {
 }
 
 
-def weights_file(path, seed=0, **kind):
-    """A best.npz-style checkpoint of random weights (biases too) over CHARS."""
+def weights_file(path, seed=0, chars=CHARS, **kind):
+    """A best.npz-style checkpoint of random weights (biases too) over chars."""
     rng = np.random.default_rng(seed)
-    vocab = Vocab(codepoints_of(CHARS))
+    vocab = Vocab(codepoints_of(chars))
     cfg = ModelConfig(vocab_size=vocab.size, **kind)
     flat, params = model.init_params(cfg, rng)
     flat += (rng.standard_normal(flat.shape) * 0.2).astype(np.float32)

@@ -20,6 +20,8 @@ EDGES = (0.1, 0.5, 1.0, 2.0, 4.0, 6.0)
 COLOURS = ("#ffffcc", "#ffeda0", "#fed976", "#feb24c", "#fd8d3c", "#e31a1c", "#800026")
 DARK = 5                             # bands from here on get white text
 CONTEXT = "ctx"                      # the class of a character that has no prediction
+NEWLINE = "nl"                       # the class of a line break, which shows NEWLINE_MARK
+NEWLINE_MARK = "\u21b5"
 MARKER = "<!-- charlm heat map -->"  # lets --html replace its own earlier page, nothing else
 _PICTURES = {c: chr(0x2400 + c) for c in range(32)} | {0x7F: "\u2421"}
 
@@ -56,7 +58,10 @@ def show(texts):
         console.print(Text(f"── {label}", style="bold"))
         line = Text()
         for t, ch in enumerate(chars):
-            line.append(visible(ch), styles[band(surprise.nats[t - 1])] if t else "dim")
+            style = styles[band(surprise.nats[t - 1])] if t else "dim"
+            if ch == "\n":                   # a line break has no width to colour: a mark
+                line.append(NEWLINE_MARK, style)
+            line.append(visible(ch), None if ch == "\n" else style)
         console.print(line)
     legend = Text("nats: ")
     for i, label in enumerate(legend_labels()):
@@ -88,13 +93,14 @@ def page(title, summary, texts, vocab):
 
 
 def _span(t, ch, surprise, vocab):
+    newline = f" {NEWLINE}" if ch == "\n" else ""
     if t == 0:
-        return f"<span class=\"{CONTEXT}\">{_esc(visible(ch))}</span>"
+        return f"<span class=\"{CONTEXT}{newline}\">{_esc(visible(ch))}</span>"
     nats = surprise.nats[t - 1]
     top = " ".join(f"{int(vocab.codepoints[i])}:{p:.3f}"
                    for i, p in zip(surprise.top_ids[t - 1], surprise.top_probs[t - 1]))
-    return (f"<span class=\"b{band(nats)}\" data-n=\"{nats:.3f}\" data-t=\"{top}\">"
-            f"{_esc(visible(ch))}</span>")
+    return (f"<span class=\"b{band(nats)}{newline}\" data-n=\"{nats:.3f}\" "
+            f"data-t=\"{top}\">{_esc(visible(ch))}</span>")
 
 
 def _esc(text):
@@ -107,7 +113,7 @@ _STYLE = (
     "word-break:break-all}"
     "pre.text span{cursor:default}pre.text span:hover{outline:2px solid #1f5fbf}"
     ".legend span{font-family:monospace;padding:1px 6px;border:1px solid #ccc}"
-    f".{CONTEXT}{{color:#888}}"
+    f".{CONTEXT}{{color:#888}}.{NEWLINE}::before{{content:\"\\{ord(NEWLINE_MARK):x}\";opacity:.5}}"
     + "".join(f".b{i}{{background:{c};color:{'#fff' if i >= DARK else '#000'}}}"
               for i, c in enumerate(COLOURS))
     + "#tip{position:absolute;background:#fff;border:1px solid #888;padding:6px 9px;"
