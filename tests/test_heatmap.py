@@ -45,6 +45,17 @@ def test_the_surprise_adds_up_to_the_score_and_its_top_five_are_ranked(any_model
     seen = actual.any(axis=1)
     assert seen.any()
     assert np.allclose(s.top_probs[actual], np.exp(-s.nats[seen]), rtol=1e-6)
+    stepper = model.stepper()                 # the whole distribution, ranked independently
+    for t in range(len(ids) - 1):
+        scores = stepper.step(int(ids[t])).astype(np.float64)
+        assert list(s.top_ids[t]) == list(np.argsort(-scores, kind="stable")[:5]), t
+
+
+def test_the_bands_are_the_legend_s_edges():
+    assert [heatmap.band(n) for n in (0, 0.0999, 0.1, 0.49, 0.5, 1, 1.99, 2, 4, 5.99, 6, 80)] \
+        == [0, 0, 1, 1, 2, 3, 3, 4, 5, 5, 6, 6]
+    assert heatmap.legend_labels() == ["< 0.1", "0.1\u20130.5", "0.5\u20131", "1\u20132",
+                                       "2\u20134", "4\u20136", "\u2265 6"]
 
 
 class Page(HTMLParser):
@@ -120,6 +131,8 @@ def test_the_page_has_a_span_per_character_its_colour_legend_and_hover_data(tmp_
         nats = float(attrs["data-n"])
         assert nats == pytest.approx(expected.nats[t], abs=5e-4)
         assert attrs["class"].split()[0] == f"b{heatmap.band(expected.nats[t])}"
+        k = int(attrs["class"].split()[0][1:])     # the band's edges hold the nats
+        assert (0, *heatmap.EDGES)[k] <= nats + 5e-4 and nats - 5e-4 < (*heatmap.EDGES, 1e9)[k]
         pairs = [pair.split(":") for pair in attrs["data-t"].split(" ")]
         assert [int(c) for c, _ in pairs] == [int(model.vocab.codepoints[i])
                                              for i in expected.top_ids[t]]

@@ -34,8 +34,10 @@ def surprise(model, ids, top=TOP) -> Surprise:
             peak = scores.max()
             log_total = peak + np.log(np.exp(scores - peak).sum())
             nats[t] = log_total - scores[ids[t + 1]]
-            best = np.argpartition(-scores, k - 1)[:k]
-            best = best[np.lexsort((best, -scores[best]))]     # most likely first, ties by id
+            # every id tied with the k-th score is a candidate, so ties go to the lower id
+            kth = -np.partition(-scores, k - 1)[k - 1]
+            best = np.flatnonzero(scores >= kth)
+            best = best[np.lexsort((best, -scores[best]))][:k]  # most likely first
             top_ids[t] = best
             top_probs[t] = np.exp(scores[best] - log_total)
     return Surprise(nats, top_ids, top_probs)
