@@ -219,6 +219,12 @@ def test_a_file_without_metadata_needs_a_vocab_and_the_options_need_no_metadata(
     code, _, err = run(capfd, "import", tmp_path / "bare.st", "--out", tmp_path / "b.npz",
                        "--vocab", tmp_path / "vocab.txt")
     assert_one_line_error(err, code, 4, "rnn.weight_ih_l0", "vocabulary of 37 characters")
+    (tmp_path / "vocab.txt").write_text(CHARS, encoding="utf-8")
+    for option, fragment in ((["--activation", "relu"], "applies to the plain RNN"),
+                             (["--div-value", "2"], "applies to an adaptive softmax")):
+        code, _, err = run(capfd, "import", tmp_path / "bare.st", "--out", tmp_path / "b.npz",
+                           "--vocab", tmp_path / "vocab.txt", *option)
+        assert_one_line_error(err, code, 2, fragment)
     assert not (tmp_path / "b.npz").exists()
 
 

@@ -180,8 +180,10 @@ def run(model, ids_list, labels, show_text, html_path, result):
         summary = (f"{model.describe()}: {nats / max(predictions, 1):.4f} nats/char over the "
                    f"{predictions:,} predictions shown ({result['nats_per_char']:.4f} over all "
                    f"{result['chars']:,})")
-        _write(html_path, page(f"{model.path} on {', '.join(labels)}", summary, texts,
-                               model.vocab))
+        text = page(f"{model.path} on {', '.join(labels)}", summary, texts, model.vocab)
+        _write(html_path, text)
+        shown = sum(len(chars) for _, chars, _ in texts)
+        render.note(f"wrote {html_path}: {shown:,} characters, {len(text.encode()) / 1e6:.1f} MB")
 
 
 def check_target(path):

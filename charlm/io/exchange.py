@@ -61,7 +61,7 @@ def import_file(source, out, vocab_text=None, activation=None, div_value=None):
             raise UsageError(f"{source} has no charlm metadata; give --vocab FILE, a text "
                              "file holding the model's characters in id order")
         vocab = _vocab_of(vocab_text, str(source), "--vocab")
-        config = _foreign_config(st.tensors, vocab.size, activation or "tanh", div_value or 4.0)
+        config = _foreign_config(st.tensors, vocab.size, activation, div_value)
     params = _checked_params(st, config, vocab)
     sections = {k: v for k, v in config.items()
                 if k not in ("kind", "charlm_version", "weights_only")}
@@ -105,16 +105,25 @@ def _foreign_config(tensors, vocab_size, activation, div_value):
         raise CheckpointError(f"rnn.weight_hh_l0 has shape {(rows, hidden)}: not G x H rows "
                               f"by H with G gates in {sorted(by_gates)}")
     layers = sum(1 for k in tensors if re.fullmatch(r"rnn\.weight_hh_l\d+", k))
-    embed = tensors["embed.weight"].shape[-1] if "embed.weight" in tensors else 0
-    model = {"cell": by_gates[rows // hidden], "vocab_size": vocab_size, "hidden": hidden,
-             "layers": layers, "activation": activation, "dropout": 0.0, "embed": embed,
+    embedding = tensors.get("embed.weight")
+    cell = by_gates[rows // hidden]
+    if activation is not None and not CELLS[cell].USES_ACTIVATION:
+        raise UsageError(f"--activation applies to the plain RNN, and these are the weights "
+                         f"of a {cell.upper()}; leave it out")
+    model = {"cell": cell, "vocab_size": vocab_size, "hidden": hidden, "layers": layers,
+             "activation": activation or "tanh", "dropout": 0.0,
+             "embed": embedding.shape[-1] if embedding is not None and embedding.ndim else 0,
              "softmax": "full"}
     clusters = sorted(k for k in tensors if re.fullmatch(r"tail\.\d+\.1\.weight", k))
+    if div_value is not None and not clusters:
+        raise UsageError("--div-value applies to an adaptive softmax (tail.* tensors), and "
+                         "these weights have a full one; leave it out")
     if clusters and "head.weight" in tensors:
         bounds = [tensors["head.weight"].shape[0] - len(clusters)]
         for i in range(len(clusters) - 1):
             bounds.append(bounds[-1] + tensors.get(f"tail.{i}.1.weight", np.empty(0)).shape[0])
-        model |= {"softmax": "adaptive", "cutoffs": bounds, "div_value": float(div_value)}
+        model |= {"softmax": "adaptive", "cutoffs": bounds,
+                  "div_value": float(div_value or 4.0)}
     return {"kind": checkpoint.KIND, "charlm_version": __version__, "model": model,
             "progress": {}, "weights_only": True}
 
