@@ -8,13 +8,11 @@ import typer
 from charlm.cli import options as o
 from charlm.cli.app import app
 
-Format = o._choices("Format", ("safetensors",))
-
 
 @app.command()
 def export(
     checkpoint: Path = typer.Argument(..., help="A .npz checkpoint of a recurrent model."),
-    format: Format = typer.Option(Format.safetensors, "--format", help="The file format."),
+    format: o.ExportFormat = typer.Option(o.ExportFormat.safetensors, "--format", help="The file format."),
     out: Path = typer.Option(..., help="The file to write."),
     force: bool = typer.Option(False, help="Replace OUT if it exists."),
 ):
