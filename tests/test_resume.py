@@ -111,3 +111,13 @@ def test_a_resumed_time_budget_run_ends_inside_its_budget(corpus, tmp_path):
     p = resumed.progress
     assert p.budget_spent == budget and p.step > 3
     assert p.elapsed <= budget * 1.05, p.elapsed               # 5%: the clock's own jitter
+
+
+@pytest.mark.parametrize("embed", [0, 4])
+def test_resume_of_a_bidirectional_model_is_exact(corpus, tmp_path, embed):
+    tcfg = dataclasses.replace(_config(), bidirectional=True, embed=embed)
+    straight = _run(corpus, tcfg, tmp_path / "a")
+    resumed = _interrupted_then_resumed(corpus, tmp_path, tcfg)
+    assert "rnn.weight_hh_l1_reverse" in straight.params
+    assert np.array_equal(straight.flat, resumed.flat)
+    assert straight.progress.best_val == resumed.progress.best_val

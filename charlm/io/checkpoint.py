@@ -15,7 +15,10 @@ Key layout, every array one zip member (charlm.io.npz):
     meta/vocab               int32 (V,) Unicode code points, index = id
     meta/config              JSON (uint8 bytes): kind, charlm_version, and the model, train,
                              progress (charlm.io.progress) and data sections
-    meta/format_version      int64 scalar: 3 for a model with an adaptive softmax, 2 for one
+    meta/format_version      int64 scalar: 4 for a bidirectional model (its config field
+                             "bidirectional": true, rnn.*_reverse parameters and head.weight
+                             (V, 2H); its state/ is the forward stack's), 3 for a model
+                             with an adaptive softmax, 2 for one
                              with a learned embedding or a weights-only file, else 1, so that
                              a charlm that predates a part refuses the file by its version
 An n-gram checkpoint holds ngram/* arrays instead of params/optim/state (charlm.nn.kneser_ney)
@@ -34,10 +37,11 @@ from charlm.nn import adaptive, kneser_ney, model, output
 from charlm.nn.cells import CELLS
 from charlm.nn.optim import OPTIMIZERS
 
-FORMAT_VERSION = 3              # the newest this charlm reads and writes
+FORMAT_VERSION = 4              # the newest this charlm reads and writes
 EMBEDDING_VERSION = 2           # the first format with a learned input embedding
 WEIGHTS_ONLY_VERSION = 2        # the first format with weights-only files
 ADAPTIVE_VERSION = 3            # the first format with an adaptive softmax
+BIDIRECTIONAL_VERSION = 4       # the first format with the bidirectional cloze model
 KIND = "charlm-checkpoint"
 MAX_VOCAB = 0x110000
 MAX_HIDDEN = 65536
@@ -86,6 +90,10 @@ def model_config_from(config, version=FORMAT_VERSION):
         dropout=float(check_field(m, "dropout", (int, float), 0.0, 0.99)),
         embed=embed,
     )
+    if "bidirectional" in m:
+        bidirectional = check_field(m, "bidirectional", bool)
+        _needs(version, BIDIRECTIONAL_VERSION, "bidirectional", bidirectional)
+        cfg = replace(cfg, bidirectional=bidirectional)
     if m.get("softmax", output.FULL) == output.FULL:
         return cfg
     check_field(m, "softmax", str, choices=names.SOFTMAXES)
@@ -109,6 +117,8 @@ def _needs(version, first, field, present):
 
 def format_version(model_section, weights_only=False):
     """The oldest format that holds a model with this model section (and weights only)."""
+    if model_section.get("bidirectional"):
+        return BIDIRECTIONAL_VERSION
     if model_section.get("softmax", output.FULL) != output.FULL:
         return ADAPTIVE_VERSION
     if weights_only:

@@ -41,6 +41,19 @@ class LanguageModel(Protocol):
     def stepper(self) -> Stepper:
         """A fresh one-character-at-a-time runner for sampling."""
 
+    def score_batch(self, texts) -> object:
+        """(S,) float64 summed nats of each of the equal-length texts (S, N), as score() counts
+        them: many texts at once (the candidates of `charlm fill`). A kind without it is
+        scored one text at a time (score_texts)."""
+
+
+def score_texts(model, texts):
+    """(S,) summed nats of each row of texts (S, N) by model: at once where the kind can."""
+    import numpy as np
+    if hasattr(model, "score_batch"):
+        return model.score_batch(texts)
+    return np.array([model.score(row)[0] for row in texts], np.float64)
+
 
 def load(path) -> LanguageModel:
     """The model in a checkpoint of any kind (validated by charlm.io.checkpoint)."""
@@ -49,7 +62,11 @@ def load(path) -> LanguageModel:
         from charlm.lm.ngram import NGramLM
         return NGramLM(loaded)
     from charlm.lm.neural import NeuralLM
-    return NeuralLM(loaded)
+    model = NeuralLM(loaded)
+    if model.model_config.bidirectional:
+        from charlm.lm.bidirectional import BidirectionalLM
+        return BidirectionalLM(loaded)
+    return model
 
 
 def summarize(nll_sum, count):

@@ -1,7 +1,9 @@
 """The recurrent model (charlm.nn) behind the language-model interface."""
 
+import numpy as np
+
 from charlm.io import checkpoint
-from charlm.nn.inference import Stepper, score_ids
+from charlm.nn.inference import Stepper, score_ids, score_texts
 
 
 class NeuralLM:
@@ -17,6 +19,9 @@ class NeuralLM:
 
     def score(self, ids, streams=1):
         return score_ids(self.params, self.model_config, ids, streams)
+
+    def score_batch(self, texts):
+        return score_texts(self.params, self.model_config, np.asarray(texts, np.int64))
 
     def stepper(self):
         return Stepper(self.params, self.model_config)

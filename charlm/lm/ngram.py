@@ -23,6 +23,9 @@ class NGramLM:
         log_probs = kneser_ney.log_prob_stream(self.model, ids)
         return float(-log_probs.sum()), len(ids) - 1
 
+    def score_batch(self, texts):
+        return np.array([self.score(row)[0] for row in np.asarray(texts, np.int64)])
+
     def stepper(self):
         return NGramStepper(self.model)
 

@@ -16,12 +16,12 @@ import math
 import numpy as np
 
 from charlm.nn import output
+from charlm.nn.layout import rows_of
 from charlm.nn.model import (
     fold_input_weights,
     initial_state,
     input_columns,
     project,
-    rows_of,
     transposed,
 )
 from charlm.nn.workspace import FRESH, Workspace
@@ -91,6 +91,26 @@ def score_ids(params, cfg, ids, streams=1, chunk_len=256):
         log_probs = output.target_log_probs(params, cfg, top, y.reshape(-1), ws)
         total -= float(log_probs[valid.reshape(-1)].sum())
     return total, n_pred
+
+
+def score_texts(params, cfg, texts, chunk_len=32, max_logits=1 << 23):
+    """(S,) float64 summed nats of each of the equal-length texts (S, N), each scored as
+    score_ids scores one text at one stream: many candidate texts as parallel streams, in
+    groups small enough that a chunk's logits stay under max_logits entries."""
+    S, N = texts.shape
+    group = max(1, max_logits // (chunk_len * cfg.vocab_size))
+    totals = np.zeros(S, np.float64)
+    for g0 in range(0, S, group):
+        ids = np.ascontiguousarray(texts[g0:g0 + group].T)              # (N, B) time-major
+        B = ids.shape[1]
+        state = initial_state(cfg, B, params["rnn.weight_hh_l0"].dtype)
+        folded = fold_for_inference(params, cfg, B)
+        for t0 in range(0, N - 1, chunk_len):
+            x, y = ids[t0:min(t0 + chunk_len, N - 1)], ids[t0 + 1:t0 + 1 + chunk_len]
+            top, state = infer(params, cfg, x, state, folded=folded)
+            log_probs = output.target_log_probs(params, cfg, top, y.reshape(-1))
+            totals[g0:g0 + B] -= log_probs.reshape(-1, B).sum(axis=0)
+    return totals
 
 
 class Stepper:

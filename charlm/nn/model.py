@@ -9,8 +9,8 @@ Parameters use the names and shapes of PyTorch's state_dict for nn.RNN/LSTM/GRU 
     rnn.bias_ih_l{k} (G*H,)            rnn.bias_hh_l{k} (G*H,)
     head.weight (V, H)                 head.bias (V,)        the full softmax (nn.Linear)
     head.weight, tail.{i}.{0,1}.weight  the adaptive softmax (see charlm.nn.output)
-All parameters are views into one flat buffer, and so are their gradients, which makes clipping
-and the optimizer a few whole-buffer operations.
+Bidirectional (charlm.nn.bidirectional): each rnn name also with PyTorch's suffix _reverse,
+head.weight (V, 2H). Parameters and gradients are views into one flat buffer each.
 """
 
 from dataclasses import asdict, dataclass
@@ -22,8 +22,10 @@ from charlm.nn.cells import CELLS
 from charlm.nn.init import xavier_uniform
 from charlm.nn.layout import (
     ONE_HOT_MAX_COLS,
+    dropout_mask,
     feature_rows,
     gather_columns_grad,
+    rows_of,
     scale_rows,
     shifted_rows,
 )
@@ -44,6 +46,7 @@ class ModelConfig:
     softmax: str = output.FULL     # the output layer: full or adaptive
     cutoffs: tuple = ()            # the adaptive softmax's cluster bounds over frequency-ranked ids
     div_value: float = 4.0         # the adaptive softmax's shrink of each cluster's inner size
+    bidirectional: bool = False    # a cloze model: a second, reversed stack (nn.bidirectional)
 
     def to_dict(self):
         return asdict(self)
@@ -52,6 +55,16 @@ class ModelConfig:
     def cell_module(self):
         """The cell's equations (charlm.nn.cells)."""
         return CELLS[self.cell]
+
+    @property
+    def directions(self):
+        """The recurrent stacks: ("",) or, bidirectional, ("", "_reverse") (PyTorch's suffix)."""
+        return ("", "_reverse") if self.bidirectional else ("",)
+
+    @property
+    def head_inputs(self):
+        """What the output layer reads per character: H, or [h; g] (2H) bidirectional."""
+        return self.hidden * len(self.directions)
 
     @property
     def input_size(self):
@@ -63,7 +76,8 @@ class ModelConfig:
         embedding = f", embedding {self.embed}" if self.embed else ""
         cuts = "/".join(str(c) for c in self.cutoffs)
         softmax = f", adaptive softmax {cuts}" if self.softmax == output.ADAPTIVE else ""
-        return f"{self.layers}x{self.hidden} {self.cell.upper()}{embedding}{softmax}"
+        cell = ("bidirectional " if self.bidirectional else "") + self.cell.upper()
+        return f"{self.layers}x{self.hidden} {cell}{embedding}{softmax}"
 
 
 def param_shapes(cfg):
@@ -72,10 +86,11 @@ def param_shapes(cfg):
     matrices = {"embed.weight": (V, cfg.embed)} if cfg.embed else {}
     biases = {}
     for k in range(cfg.layers):
-        matrices[f"rnn.weight_ih_l{k}"] = (G * H, cfg.input_size if k == 0 else H)
-        matrices[f"rnn.weight_hh_l{k}"] = (G * H, H)
-        biases[f"rnn.bias_ih_l{k}"] = (G * H,)
-        biases[f"rnn.bias_hh_l{k}"] = (G * H,)
+        for d in cfg.directions:
+            matrices[f"rnn.weight_ih_l{k}{d}"] = (G * H, cfg.input_size if k == 0 else H)
+            matrices[f"rnn.weight_hh_l{k}{d}"] = (G * H, H)
+            biases[f"rnn.bias_ih_l{k}{d}"] = (G * H,)
+            biases[f"rnn.bias_hh_l{k}{d}"] = (G * H,)
     for name, shape in output.param_shapes(cfg).items():
         (matrices if len(shape) == 2 else biases)[name] = shape
     return matrices | biases
@@ -85,11 +100,9 @@ def allocate(shapes, dtype=np.float32):
     """One zeroed flat buffer and a dict of named views into it."""
     sizes = [int(np.prod(s)) for s in shapes.values()]
     flat = np.zeros(sum(sizes), dtype)
-    views, offset = {}, 0
-    for (name, shape), size in zip(shapes.items(), sizes):
-        views[name] = flat[offset:offset + size].reshape(shape)
-        offset += size
-    return flat, views
+    ends = np.cumsum(sizes, dtype=np.int64)
+    return flat, {name: flat[end - size:end].reshape(shape)
+                  for (name, shape), size, end in zip(shapes.items(), sizes, ends)}
 
 
 def matrix_size(cfg):
@@ -104,9 +117,11 @@ def init_params(cfg, rng, dtype=np.float32):
     flat, params = allocate(param_shapes(cfg), dtype)
     H = cfg.hidden
     for k in range(cfg.layers):
-        xavier_uniform(params[f"rnn.weight_ih_l{k}"], cfg.input_size if k == 0 else H, H, rng)
-        cfg.cell_module.init_recurrent(params[f"rnn.weight_hh_l{k}"],
-                                       params[f"rnn.bias_ih_l{k}"], rng)
+        for d in cfg.directions:
+            xavier_uniform(params[f"rnn.weight_ih_l{k}{d}"], cfg.input_size if k == 0 else H, H,
+                           rng)
+            cfg.cell_module.init_recurrent(params[f"rnn.weight_hh_l{k}{d}"],
+                                           params[f"rnn.bias_ih_l{k}{d}"], rng)
     output.init(params, cfg, rng)
     if cfg.embed:                                  # N(0, 1), as nn.Embedding starts
         params["embed.weight"][...] = rng.standard_normal((cfg.vocab_size, cfg.embed))
@@ -221,27 +236,12 @@ def forward(params, cfg, x, state, dropout_rng=None, ws=FRESH):
                                              layer_ws)
         outputs, mask = hs, None                           # the recurrence sees hs undropped
         if drop > 0:
-            mask = _dropout_mask(dropout_rng, drop, hs, layer_ws)
+            mask = dropout_mask(dropout_rng, drop, hs, layer_ws)
             hs = np.multiply(hs, mask, out=layer_ws.empty("dropped", hs.shape, hs.dtype))
         layer_caches.append((inp, layer_state[0], outputs, cell_cache, mask))
         new_state.append(final)
         inp = hs
     return rows_of(inp, ws), transposed(new_state), (x, layer_caches)
-
-
-def rows_of(inp, ws=FRESH):
-    """The top layer's outputs inp (T, H, B) as rows (H, T*B), in time-major order."""
-    T, H, B = inp.shape                 # at B = 1, (T, H, 1) is already the rows' transpose
-    return inp.reshape(T, H).T if B == 1 else feature_rows(inp, ws.empty("top", (H, T * B),
-                                                                          inp.dtype))
-
-
-def _dropout_mask(rng, drop, hs, ws):
-    """Inverted dropout: 0 with probability drop, else 1 / (1 - drop); shaped like hs."""
-    draws = rng.random(hs.shape, dtype=np.float32, out=ws.empty("draws", hs.shape, np.float32))
-    mask = np.greater_equal(draws, drop, out=ws.empty("mask", hs.shape, hs.dtype))
-    mask *= hs.dtype.type(1.0 / (1.0 - drop))
-    return mask
 
 
 def backward(params, cfg, dhs, cache, grads, dstate=None, ws=FRESH):

@@ -5,9 +5,11 @@ Two kinds, chosen by ModelConfig.softmax:
     full       nn.Linear(H, V) and a softmax: head.weight (V, H), head.bias (V,)
     adaptive   nn.AdaptiveLogSoftmaxWithLoss(H, V, cutoffs, div_value) (charlm.nn.adaptive),
                whose names head.weight and tail.{i}.{0,1}.weight are kept as they are
-Every function takes the rows as `top` (H, N), the layout the model's layers produce. Training
-(loss, backward) and scoring (target_log_probs) never form an (N, V) array with the adaptive
-softmax; log_probs gives the whole distribution, for sampling one row at a time.
+H is what the output layer reads per character (cfg.head_inputs: 2H for the bidirectional
+model's [h; g]). Every function takes the rows as `top` (H, N), the layout the model's layers
+produce. Training (loss, backward) and scoring (target_log_probs) never form an (N, V) array
+with the adaptive softmax; log_probs gives the whole distribution, for sampling one row at a
+time.
 """
 
 import numpy as np
@@ -24,8 +26,9 @@ FULL, ADAPTIVE = SOFTMAXES
 def param_shapes(cfg):
     """Name -> shape of the output layer's parameters."""
     if cfg.softmax == ADAPTIVE:
-        return adaptive.param_shapes(cfg.vocab_size, cfg.hidden, cfg.cutoffs, cfg.div_value)
-    return {"head.weight": (cfg.vocab_size, cfg.hidden), "head.bias": (cfg.vocab_size,)}
+        return adaptive.param_shapes(cfg.vocab_size, cfg.head_inputs, cfg.cutoffs,
+                                     cfg.div_value)
+    return {"head.weight": (cfg.vocab_size, cfg.head_inputs), "head.bias": (cfg.vocab_size,)}
 
 
 def init(params, cfg, rng):

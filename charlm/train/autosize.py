@@ -49,22 +49,26 @@ class Adaptive(NamedTuple):
     shares: tuple
 
 
-def parameter_count(cell, vocab_size, layers, hidden, embed=0, adaptive=None):
+def parameter_count(cell, vocab_size, layers, hidden, embed=0, adaptive=None, directions=1):
+    """directions: 2 for the bidirectional model (two stacks, a head reading 2H)."""
     G, V, H = CELLS[cell].GATES, vocab_size, hidden
     D = embed or V                              # what layer 0 reads
-    count = G * H * (D + H + 2) + V * embed + (layers - 1) * G * H * (2 * H + 2)
+    count = V * embed + directions * (G * H * (D + H + 2) + (layers - 1) * G * H * (2 * H + 2))
     if adaptive is None:
-        return count + V * (H + 1)
-    shapes = adaptive_softmax.param_shapes(V, H, adaptive.cutoffs, adaptive.div_value)
+        return count + V * (directions * H + 1)
+    shapes = adaptive_softmax.param_shapes(V, directions * H, adaptive.cutoffs,
+                                           adaptive.div_value)
     return count + sum(rows * cols for rows, cols in shapes.values())
 
 
-def macs_per_char(cell, vocab_size, layers, hidden, embed=0, adaptive=None):
+def macs_per_char(cell, vocab_size, layers, hidden, embed=0, adaptive=None, directions=1):
     """Multiply-adds per character in the forward pass (a one-hot input layer is a gather and
     free; an embedded one is a (G*H, E) product; an adaptive softmax's cluster costs only the
-    characters whose target is in it)."""
+    characters whose target is in it). directions: 2 for the bidirectional model, whose two
+    stacks each cost what one does and whose head reads 2H."""
     G, V, H = CELLS[cell].GATES, vocab_size, hidden
-    recurrent = G * H * H * layers + G * H * H * (layers - 1) + G * H * embed
+    recurrent = directions * (G * H * H * layers + G * H * H * (layers - 1) + G * H * embed)
+    H *= directions                             # what the output layer reads
     if adaptive is None:
         return recurrent + V * H
     shapes = adaptive_softmax.param_shapes(V, H, adaptive.cutoffs, adaptive.div_value)
@@ -93,36 +97,42 @@ class Choice(NamedTuple):
 
 
 def choose(cell, vocab_size, train_chars, budget, batch_size, seq_len, time_step, embed=0,
-           adaptive=None):
+           adaptive=None, directions=1):
     """Pick a Choice (layers, hidden, dropout) and say why. embed: the run's embedding size;
-    adaptive: its adaptive softmax (an Adaptive), None for the full one.
+    adaptive: its adaptive softmax (an Adaptive), None for the full one; directions: 2 for the
+    bidirectional model.
 
     time_step(layers, hidden) returns the measured seconds of one training step; it is called
     for the PROBES only.
     """
     started = time.perf_counter()
+
+    def macs(layers, hidden):
+        return macs_per_char(cell, vocab_size, layers, hidden, embed, adaptive, directions)
+
+    def count(layers, hidden):
+        return parameter_count(cell, vocab_size, layers, hidden, embed, adaptive, directions)
+
     measured = {size: time_step(*size) for size in PROBES}
     (l1, h1), (l2, h2) = PROBES
-    x1, x2 = (macs_per_char(cell, vocab_size, l, h, embed, adaptive) for l, h in PROBES)
+    x1, x2 = (macs(*size) for size in PROBES)
     slope = max((measured[PROBES[1]] - measured[PROBES[0]]) / (x2 - x1), 0.0)
     intercept = max(measured[PROBES[0]] - slope * x1, 0.0)
     train_seconds = TRAIN_SHARE * max(budget - (time.perf_counter() - started), 0.0)
     chars_per_step = batch_size * seq_len
     best, fitted = None, False
     for layers, hidden in CANDIDATES:
-        step = intercept + slope * macs_per_char(cell, vocab_size, layers, hidden, embed,
-                                                 adaptive)
+        step = intercept + slope * macs(layers, hidden)
         chars = train_seconds / max(step, 1e-6) * chars_per_step
-        params = parameter_count(cell, vocab_size, layers, hidden, embed, adaptive)
+        params = count(layers, hidden)
         fits = chars >= CHARS_PER_PARAM * params and params <= MAX_PARAMS_PER_CHAR * train_chars
         if best is None or fits:
             best, fitted = (layers, hidden, chars, params), fits
     if not fitted and best[3] > MAX_PARAMS_PER_CHAR * train_chars:
         layers, hidden = MEMORISING
-        step = intercept + slope * macs_per_char(cell, vocab_size, layers, hidden, embed,
-                                                 adaptive)
+        step = intercept + slope * macs(layers, hidden)
         best = (layers, hidden, train_seconds / max(step, 1e-6) * chars_per_step,
-                parameter_count(cell, vocab_size, layers, hidden, embed, adaptive))
+                count(layers, hidden))
     layers, hidden, chars, params = best
     epochs = chars / max(train_chars, 1)
     dropout = dropout_for(epochs, params / max(train_chars, 1))

@@ -15,6 +15,7 @@ class TrainConfig:
     softmax: str = "full"           # full or adaptive (both chosen for a large vocabulary)
     cutoffs: str = ""               # the adaptive softmax's bounds, "500,2000"; "" = by frequency
     div_value: float = 4.0          # the adaptive softmax's shrink of each cluster's inner size
+    bidirectional: bool = False     # the cloze model (charlm.nn.bidirectional)
     seq_len: int = 64
     batch_size: int = 32
     lr: float = 4e-3                # with warm-up and cosine decay; 2e-3 trains slower
@@ -50,7 +51,7 @@ FIELDS = tuple(f.name for f in fields(TrainConfig))
 # Settings that define the model and its training: a resumed run takes them from its
 # checkpoint, and giving a different value is an error.
 RESUMED = ("cell", "activation", "layers", "hidden", "dropout", "embed", "softmax", "cutoffs",
-           "div_value", "seq_len", "batch_size",
+           "div_value", "bidirectional", "seq_len", "batch_size",
            "lr", "optimizer", "lr_schedule", "warmup", "weight_decay", "clip_norm", "clip_value",
            "val_frac", "seed", "state_reset")
 # Settings that say how long and how to watch: a resume may change them.

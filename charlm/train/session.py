@@ -137,6 +137,7 @@ def _auto_size(plan):
 
     choice = autosize.choose(tcfg.cell, vocab.size, len(plan.train_ids), tcfg.time_budget,
                              tcfg.batch_size, tcfg.seq_len, time_step, tcfg.embed,
-                             largevocab.autosize_view(tcfg, plan.train_ids))
+                             largevocab.autosize_view(tcfg, plan.train_ids),
+                             directions=2 if tcfg.bidirectional else 1)
     return replace(tcfg, layers=choice.layers, hidden=choice.hidden,
                    dropout=choice.dropout), choice

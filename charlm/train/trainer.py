@@ -17,8 +17,7 @@ from charlm.data.batching import Windows
 from charlm.io import checkpoint
 from charlm.io.npz import NonFiniteStateError
 from charlm.io.progress import Progress
-from charlm.nn import model, optim, output
-from charlm.nn.inference import score_ids
+from charlm.nn import bidirectional, inference, model, optim, output
 from charlm.nn.workspace import Workspace
 from charlm.train.guard import DivergenceGuard
 from charlm.train.rundir import append_metrics
@@ -35,7 +34,7 @@ def model_config(tcfg, vocab_size):
                              layers=tcfg.layers, activation=tcfg.activation,
                              dropout=tcfg.dropout, embed=tcfg.embed, softmax=tcfg.softmax,
                              cutoffs=parse_cutoffs(tcfg.cutoffs) if adaptive else (),
-                             div_value=tcfg.div_value)
+                             div_value=tcfg.div_value, bidirectional=tcfg.bidirectional)
 
 
 def parse_cutoffs(text):
@@ -134,7 +133,7 @@ class Trainer:
         t, p = self.tcfg, self.progress
         x, y = self.batches[p.window]                                 # (T, B) each
         with np.errstate(**QUIET):
-            nll_sum, new_state, _ = model.loss_and_grads(
+            nll_sum, new_state, _ = loss_and_grads(self.mcfg)(
                 self.params, self.mcfg, x, y, self.state, self.grads,
                 self.rng if t.dropout > 0 else None, ws=self.workspace)
             step_loss = nll_sum / y.size
@@ -157,12 +156,13 @@ class Trainer:
         return step_loss, norm
 
     def validation_loss(self, ids=None):
-        """Mean nats/char on the validation split (or ids), by the code `eval perplexity` uses."""
+        """Mean nats/char on the validation split (or ids), by the code `eval perplexity` uses
+        (a bidirectional model: the cloze score of `eval cloze`, every character blanked)."""
         ids = self.val_ids if ids is None else ids
         if len(ids) < 2:
             return None
         with np.errstate(**QUIET):                    # a non-finite score is the caller's to see
-            nll, count = score_ids(self.params, self.mcfg, ids, self.tcfg.eval_streams)
+            nll, count = score(self.params, self.mcfg, ids, self.tcfg.eval_streams)
         return nll / count
 
     def _evaluate_and_save(self, train_loss):
@@ -192,6 +192,18 @@ class Trainer:
                                    self.opt.moment_views, self.state)
         except NonFiniteStateError as exc:
             raise self.guard.unsaveable(exc) from None
+
+
+def loss_and_grads(mcfg):
+    """One training chunk's loss and gradients for this kind of model."""
+    return bidirectional.loss_and_grads if mcfg.bidirectional else model.loss_and_grads
+
+
+def score(params, mcfg, ids, streams):
+    """Validation: the left-to-right score (at streams), or the bidirectional cloze score."""
+    if mcfg.bidirectional:
+        return bidirectional.score_ids(params, mcfg, ids)
+    return inference.score_ids(params, mcfg, ids, streams)
 
 
 def restart_some(state, rng, chance):

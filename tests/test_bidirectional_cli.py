@@ -1,0 +1,111 @@
+"""The bidirectional model as a model of charlm: training, its checkpoint (format 4 only for
+it), the strict loader, auto-size's doubled cost, and the commands that refuse it."""
+
+import json
+
+import numpy as np
+import pytest
+from test_cli import assert_one_line_error, run
+
+from charlm import lm
+from charlm.errors import CheckpointError
+from charlm.io import checkpoint
+from charlm.train import autosize
+
+
+@pytest.fixture(scope="module")
+def bi_run(tmp_path_factory):
+    from conftest import SMALL_TEXT
+
+    from charlm.cli import main
+    out = tmp_path_factory.mktemp("bi")
+    corpus = out / "small.txt"
+    corpus.write_text(SMALL_TEXT, encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", str(corpus), "--bidirectional", "--layers", "2",
+              "--hidden", "8", "--steps", "6", "--seq-len", "8", "--batch-size", "4",
+              "--out", str(out / "run"), "--quiet"])
+    assert exit_info.value.code == 0
+    return out / "run"
+
+
+def test_training_writes_format_4_with_the_reverse_stack(bi_run):
+    model = lm.load(bi_run / "best.npz")
+    assert model.format_version == checkpoint.BIDIRECTIONAL_VERSION
+    assert model.describe() == "2x8 bidirectional GRU"
+    assert model.params["head.weight"].shape[1] == 16
+    assert "rnn.weight_ih_l1_reverse" in model.params
+    last = checkpoint.load(bi_run / "last.npz")
+    assert last.format_version == checkpoint.BIDIRECTIONAL_VERSION
+    assert {k for k in last.arrays if k.startswith("state/")} == {"state/l0.h", "state/l1.h"}
+
+
+def test_a_left_to_right_model_keeps_its_older_format(small_corpus, tmp_path, capfd):
+    code, _, err = run(capfd, "train", small_corpus, "--steps", "2", "--hidden", "8",
+                       "--out", tmp_path / "r", "--quiet")
+    assert code == 0, err
+    assert checkpoint.load(tmp_path / "r" / "last.npz").format_version == 1
+
+
+@pytest.mark.parametrize("command", [["sample"], ["eval", "perplexity"]])
+def test_sample_and_perplexity_point_to_fill_and_cloze(bi_run, small_corpus, capfd, command):
+    args = [*command, bi_run / "best.npz"] + ([small_corpus] if command[0] == "eval" else [])
+    code, _, err = run(capfd, *args)
+    assert_one_line_error(err, code, 2, "bidirectional", "charlm fill", "charlm eval cloze")
+
+
+def _config(**model):
+    section = {"cell": "gru", "vocab_size": 20, "hidden": 8, "layers": 2,
+               "activation": "tanh", "dropout": 0.0, "bidirectional": True} | model
+    return {"kind": checkpoint.KIND, "model": section,
+            "train": {"optimizer": "sgd", "batch_size": 1}, "progress": {}, "weights_only": True}
+
+
+def test_the_schema_ties_the_reverse_shapes_to_the_config():
+    members = checkpoint.schema(_config(), checkpoint.BIDIRECTIONAL_VERSION)
+    assert members["params/rnn.weight_ih_l0_reverse"] == ("<f4", (24, 20))
+    assert members["params/rnn.weight_ih_l1_reverse"] == ("<f4", (24, 8))
+    assert members["params/head.weight"] == ("<f4", (20, 16))
+    plain = checkpoint.schema(_config(bidirectional=False), 2)
+    assert "params/rnn.weight_ih_l0_reverse" not in plain
+    assert plain["params/head.weight"] == ("<f4", (20, 8))
+
+
+@pytest.mark.parametrize("model, version, fragment", [
+    ({}, 3, "'bidirectional' needs format 4"),
+    ({"bidirectional": 1}, 4, "bidirectional"),
+    ({"bidirectional": "yes"}, 4, "bidirectional"),
+])
+def test_the_loader_refuses_an_invalid_bidirectional_config(model, version, fragment):
+    with pytest.raises(CheckpointError, match=fragment):
+        checkpoint.schema(_config(**model), version)
+
+
+def test_resume_refuses_a_different_direction(bi_run, small_corpus, tmp_path, capfd):
+    code, _, err = run(capfd, "train", small_corpus, "--resume", bi_run / "last.npz",
+                       "--steps", "8", "--out", tmp_path / "x", "--bidirectional")
+    assert code == 0, err             # the same setting is no conflict
+    plain = tmp_path / "p"
+    run(capfd, "train", small_corpus, "--steps", "2", "--hidden", "8", "--out", plain,
+        "--quiet")
+    code, _, err = run(capfd, "train", small_corpus, "--resume", plain / "last.npz",
+                       "--bidirectional", "--steps", "4")
+    assert_one_line_error(err, code, 2, "--bidirectional True (checkpoint: False)")
+
+
+def test_auto_size_counts_both_stacks():
+    one = autosize.parameter_count("gru", 60, 2, 128)
+    two = autosize.parameter_count("gru", 60, 2, 128, directions=2)
+    recurrent = 3 * 128 * (60 + 128 + 2) + 3 * 128 * (2 * 128 + 2)
+    assert two - one == recurrent + 60 * 128                 # a second stack, a wider head
+    assert autosize.macs_per_char("gru", 60, 2, 128, directions=2) == \
+        2 * (3 * 128 * 128 * 3) + 60 * 256
+    from charlm.nn.model import ModelConfig, param_shapes
+    cfg = ModelConfig("gru", 60, 128, 2, bidirectional=True)
+    assert two == sum(int(np.prod(s)) for s in param_shapes(cfg).values())
+
+
+def test_info_json_names_the_model(bi_run, capfd):
+    code, out, err = run(capfd, "info", bi_run / "best.npz", "--json")
+    assert code == 0, err
+    assert json.loads(out)["model"]["bidirectional"] is True
