@@ -25,7 +25,7 @@ def train(
     softmax: o.Softmax | None = typer.Option(None, help=f"The output layer: full, or adaptive (nn.AdaptiveLogSoftmaxWithLoss) for a large vocabulary; both --embed {DEFAULT_EMBED} and adaptive are chosen from {ADAPTIVE_FROM:,} distinct characters up.", show_default=D("softmax")),
     cutoffs: str | None = typer.Option(None, help="The adaptive softmax's cluster bounds over the frequency-ranked characters, e.g. 500,2000.", show_default="shares 80/95/99% of the text"),
     div_value: float | None = typer.Option(None, "--div-value", min=1.0, max=64.0, callback=o.finite, help="The adaptive softmax's shrink of each cluster's inner size.", show_default=D("div_value")),
-    bidirectional: bool | None = typer.Option(None, "--bidirectional", help="Train the cloze model: a forward and a backward network predict each character from both sides (for charlm fill and eval cloze; it cannot sample).", show_default=D("bidirectional")),
+    bidirectional: bool | None = typer.Option(None, "--bidirectional", help="Train the cloze model: a forward and a backward network predict each character from both sides (for charlm fill and eval cloze; it cannot sample).", show_default=False),
     seq_len: int | None = typer.Option(None, "--seq-len", min=1, help="BPTT unroll length T.", show_default=D("seq_len")),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Parallel streams B.", show_default=D("batch_size")),
     lr: float | None = typer.Option(None, callback=o.positive, help="Learning rate.", show_default=D("lr")),

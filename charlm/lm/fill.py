@@ -123,7 +123,9 @@ def cloze_at(model, texts, positions):
 
 def _cloze_scores(model, hyps, pos, end, scores):
     """(beam, V): each hypothesis' score plus log p(c | its text left of pos, up to end)."""
-    return scores[:, None] + cloze_at(model, hyps[:, :end], [pos])[0]
+    texts = hyps[:, :end].copy()
+    texts[:, pos] = 0                   # a stand-in: position pos's prediction never reads it
+    return scores[:, None] + cloze_at(model, texts, [pos])[0]
 
 
 def _text_scores(model, hyps, pos, end, scores):
