@@ -109,3 +109,45 @@ def test_info_json_names_the_model(bi_run, capfd):
     code, out, err = run(capfd, "info", bi_run / "best.npz", "--json")
     assert code == 0, err
     assert json.loads(out)["model"]["bidirectional"] is True
+
+
+def test_export_and_import_keep_the_model(bi_run, tmp_path, capfd):
+    exported, back = tmp_path / "bi.safetensors", tmp_path / "back.npz"
+    code, _, err = run(capfd, "export", bi_run / "best.npz", "--format", "safetensors",
+                       "--out", exported)
+    assert code == 0, err
+    code, _, err = run(capfd, "import", exported, "--out", back)
+    assert code == 0, err
+    before, after = lm.load(bi_run / "best.npz"), lm.load(back)
+    assert after.describe() == before.describe()
+    assert after.params.keys() == before.params.keys()
+    assert all(np.array_equal(after.params[k], before.params[k]) for k in before.params)
+
+
+def test_a_pytorch_bidirectional_gru_imports_as_the_cloze_model(tmp_path, capfd):
+    """nn.GRU(bidirectional=True) + nn.Linear(2H, V), saved by a PyTorch user, imports with
+    the one-step shift's meaning: the same cloze distribution as PyTorch computes."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("safetensors")
+    from safetensors.torch import save_file
+
+    from charlm.lm import fill as filler
+    chars, V, H = "abcdefgh ", 9, 5
+    torch.manual_seed(0)
+    rnn, head = torch.nn.GRU(V, H, bidirectional=True), torch.nn.Linear(2 * H, V)
+    state = {f"rnn.{k}": v for k, v in rnn.state_dict().items()}
+    state |= {f"head.{k}": v for k, v in head.state_dict().items()}
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "theirs.safetensors")
+    (tmp_path / "vocab.txt").write_text(chars, encoding="utf-8")
+    code, _, err = run(capfd, "import", tmp_path / "theirs.safetensors", "--out",
+                       tmp_path / "b.npz", "--vocab", tmp_path / "vocab.txt")
+    assert code == 0, err
+    model = lm.load(tmp_path / "b.npz")
+    assert model.describe() == "1x5 bidirectional GRU"
+    ids = model.vocab.encode("bad cafe fade")[0].astype(np.int64)
+    ours = filler.cloze_at(model, ids[None, :], np.arange(1, len(ids) - 1))[:, 0]
+    with torch.no_grad():
+        out, _ = rnn(torch.nn.functional.one_hot(torch.from_numpy(ids), V).float()[:, None])
+        rows = torch.cat([out[:-2, 0, :H], out[2:, 0, H:]], -1)     # [h_{t-1}; g_{t+1}]
+        theirs = head(rows).log_softmax(-1).numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)

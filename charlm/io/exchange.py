@@ -114,6 +114,8 @@ def _foreign_config(tensors, vocab_size, activation, div_value):
              "activation": activation or "tanh", "dropout": 0.0,
              "embed": embedding.shape[-1] if embedding is not None and embedding.ndim else 0,
              "softmax": "full"}
+    if "rnn.weight_hh_l0_reverse" in tensors:      # the cloze model (charlm.nn.bidirectional)
+        model["bidirectional"] = True
     clusters = sorted(k for k in tensors if re.fullmatch(r"tail\.\d+\.1\.weight", k))
     if div_value is not None and not clusters:
         raise UsageError("--div-value applies to an adaptive softmax (tail.* tensors), and "

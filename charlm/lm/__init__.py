@@ -61,12 +61,11 @@ def load(path) -> LanguageModel:
     if loaded.kind == NGRAM:
         from charlm.lm.ngram import NGramLM
         return NGramLM(loaded)
-    from charlm.lm.neural import NeuralLM
-    model = NeuralLM(loaded)
-    if model.model_config.bidirectional:
+    if checkpoint.model_config_from(loaded.config, loaded.format_version).bidirectional:
         from charlm.lm.bidirectional import BidirectionalLM
         return BidirectionalLM(loaded)
-    return model
+    from charlm.lm.neural import NeuralLM
+    return NeuralLM(loaded)
 
 
 def summarize(nll_sum, count):

@@ -96,9 +96,11 @@ def score_ids(params, cfg, ids, streams=1, chunk_len=256):
 def score_texts(params, cfg, texts, chunk_len=32, max_logits=1 << 23):
     """(S,) float64 summed nats of each of the equal-length texts (S, N), each scored as
     score_ids scores one text at one stream: many candidate texts as parallel streams, in
-    groups small enough that a chunk's logits stay under max_logits entries."""
+    groups small enough that a chunk's logits stay under max_logits entries (the adaptive
+    softmax forms only its head's for every row)."""
     S, N = texts.shape
-    group = max(1, max_logits // (chunk_len * cfg.vocab_size))
+    width = cfg.vocab_size if cfg.softmax == output.FULL else cfg.cutoffs[0] + len(cfg.cutoffs)
+    group = max(1, max_logits // (chunk_len * width))
     totals = np.zeros(S, np.float64)
     for g0 in range(0, S, group):
         ids = np.ascontiguousarray(texts[g0:g0 + group].T)              # (N, B) time-major
