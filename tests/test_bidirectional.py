@@ -102,6 +102,27 @@ def test_scoring_equals_the_training_forward(cell, activation, embed):
     np.testing.assert_allclose(train_nll, nll, rtol=1e-12)
 
 
+@pytest.mark.parametrize("N, streams", [(9, 1), (9, 2), (9, 4), (10, 4), (23, 5)])
+def test_streams_score_contiguous_pieces_as_texts_of_their_own(N, streams):
+    rng = np.random.default_rng(6)
+    cfg, _, params = _random_model("lstm", "tanh", 2, rng)
+    ids = rng.integers(0, cfg.vocab_size, N)
+    nll, count = bidirectional.score_ids(params, cfg, ids, streams, chunk_len=3)
+    assert count == N - 1
+    L = -(-N // min(streams, N // 2))
+    expected, counted = 0.0, 0
+    for k, a in enumerate(range(0, N, L)):      # each piece alone; the last one ends at N
+        start = min(a, N - L)
+        piece = ids[start:start + L]
+        log_probs = np.concatenate([lp for _, lp in bidirectional.cloze_log_probs(
+            params, cfg, piece[None, :], chunk_len=100)])[:, 0]
+        keep = np.arange(start, start + L) >= max(a, 1)
+        expected -= log_probs[np.arange(L), piece][keep].sum()
+        counted += keep.sum()
+    assert counted == N - 1
+    np.testing.assert_allclose(nll, expected, rtol=1e-12)
+
+
 def test_each_side_is_used():
     """The prediction of a position changes with a character far to its right and one far to
     its left, and not with itself."""

@@ -123,15 +123,29 @@ def cloze_log_probs(params, cfg, texts, chunk_len=256):
         yield start, scores.reshape(-1, B, scores.shape[1])
 
 
-def score_ids(params, cfg, ids, chunk_len=256):
+def score_ids(params, cfg, ids, streams=1, chunk_len=256):
     """The cloze score of a text (validation): summed nats (float64) of every character but
-    the first from all the others, and the N - 1 predictions, as inference.score_ids counts."""
-    n_pred = len(ids) - 1
-    if n_pred <= 0:
+    the first from all the others, and the N - 1 predictions, as inference.score_ids counts.
+
+    With S streams the text is cut into S contiguous pieces of L = ceil(N / S) characters
+    scored side by side, each as a text of its own (the last one ends at the text's end and
+    counts only what the others left), as inference.score_ids does: faster, and slightly
+    pessimistic at the pieces' edges."""
+    ids = np.asarray(ids)
+    N = len(ids)
+    if N < 2:
         return 0.0, 0
+    streams = max(1, min(streams, N // 2))
+    L = -(-N // streams)
+    starts = np.minimum(np.arange(streams) * L, N - L)          # (S,) where each piece starts
+    counts_from = np.arange(streams) * L                        # first position each counts
+    counts_from[0] = 1                                          # the text's first is context
+    texts = ids[starts[:, None] + np.arange(L)]                 # (S, L)
     total = 0.0
-    for start, rows in cloze_rows(params, cfg, np.asarray(ids)[None, :], chunk_len):
-        targets = ids[start:start + rows.shape[1]]
-        log_probs = output.target_log_probs(params, cfg, rows, targets)
-        total -= float(log_probs[1:].sum() if start == 0 else log_probs.sum())
-    return total, n_pred
+    for start, rows in cloze_rows(params, cfg, texts, chunk_len):
+        n = rows.shape[1] // streams
+        targets = texts[:, start:start + n].T                   # (n, S) time-major
+        log_probs = output.target_log_probs(params, cfg, rows, targets.reshape(-1))
+        where = starts[None, :] + start + np.arange(n)[:, None]
+        total -= float(log_probs.reshape(n, streams)[where >= counts_from].sum())
+    return total, N - 1

@@ -200,9 +200,9 @@ def loss_and_grads(mcfg):
 
 
 def score(params, mcfg, ids, streams):
-    """Validation: the left-to-right score (at streams), or the bidirectional cloze score."""
+    """Validation: the left-to-right score, or the bidirectional cloze score (at streams)."""
     if mcfg.bidirectional:
-        return bidirectional.score_ids(params, mcfg, ids)
+        return bidirectional.score_ids(params, mcfg, ids, streams)
     return inference.score_ids(params, mcfg, ids, streams)
 
 
