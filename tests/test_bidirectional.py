@@ -111,7 +111,7 @@ def test_streams_score_contiguous_pieces_as_texts_of_their_own(N, streams):
     assert count == N - 1
     L = -(-N // min(streams, N // 2))
     expected, counted = 0.0, 0
-    for k, a in enumerate(range(0, N, L)):      # each piece alone; the last one ends at N
+    for a in range(0, N, L):                    # each piece alone; the last one ends at N
         start = min(a, N - L)
         piece = ids[start:start + L]
         log_probs = np.concatenate([lp for _, lp in bidirectional.cloze_log_probs(
