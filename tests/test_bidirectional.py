@@ -78,9 +78,10 @@ def test_dropout_gradients_match_finite_differences():
 
 @pytest.mark.parametrize("cell,activation", CASES)
 @pytest.mark.parametrize("embed", [0, 2])
-def test_scoring_equals_the_training_forward(cell, activation, embed):
+def test_scoring_equals_the_training_forward(cell, activation, embed, monkeypatch):
     """Over one chunk from the zero state, the cloze score of targets 1 .. T-2 (where both
-    see the same context) is the training loss's; cloze_rows in chunks of 3 the same as 1."""
+    see the same context) is the training loss's; cloze_rows in chunks of 3, with the
+    reversed stack's outputs kept (two passes) or rerun (three), the same as one chunk."""
     rng = np.random.default_rng(3)
     cfg, _, params = _random_model(cell, activation, 2, rng, embed=embed)
     ids = rng.integers(0, cfg.vocab_size, 9)
@@ -89,6 +90,10 @@ def test_scoring_equals_the_training_forward(cell, activation, embed):
     pieces = np.concatenate([lp for _, lp in bidirectional.cloze_log_probs(
         params, cfg, ids[None, :], chunk_len=3)])[:, 0]
     np.testing.assert_allclose(pieces, whole, atol=1e-12)
+    monkeypatch.setattr(bidirectional, "KEEP_BYTES", 0)
+    rerun = np.concatenate([lp for _, lp in bidirectional.cloze_log_probs(
+        params, cfg, ids[None, :], chunk_len=3)])[:, 0]
+    np.testing.assert_allclose(rerun, whole, atol=1e-12)
     nll, count = bidirectional.score_ids(params, cfg, ids, chunk_len=4)
     assert count == 8
     np.testing.assert_allclose(nll, -whole[np.arange(1, 9), ids[1:]].sum(), rtol=1e-12)

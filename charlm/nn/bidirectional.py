@@ -25,6 +25,7 @@ from charlm.nn import inference, model, output
 from charlm.nn.workspace import FRESH
 
 REVERSE = "_reverse"
+KEEP_BYTES = 1 << 26    # the reversed stack's outputs kept for a text up to this size (64 MiB)
 
 
 def direction_params(params, suffix):
@@ -84,9 +85,10 @@ def cloze_rows(params, cfg, texts, chunk_len=256):
     n * B) are [h_{t-1}; g_{t+1}] for positions t = start .. start + n - 1, time-major, what
     charlm.nn.output reads to predict x_t. h_{-1} and g_N are the zero state.
 
-    The reversed stack runs right to left first, keeping only its state at each chunk's right
-    end; then, chunk by chunk from the left, it is rerun from that state next to the forward
-    stack: memory per chunk, not per text, for three passes instead of two.
+    The reversed stack runs right to left first, keeping its state at each chunk's right end
+    and, while they fit in KEEP_BYTES, its outputs; then the forward stack runs chunk by chunk
+    from the left, the reversed one rerun from the kept state where its outputs were not kept:
+    two passes for a short text, three (memory per chunk, not per text) for a long one.
     """
     B, N = texts.shape
     H, dt = cfg.hidden, params["rnn.weight_hh_l0"].dtype
@@ -94,10 +96,14 @@ def cloze_rows(params, cfg, texts, chunk_len=256):
     fold_f, fold_r = (inference.fold_for_inference(p, cfg, B) for p in (fwd, rev))
     starts = list(range(0, N, chunk_len))
     ids = np.ascontiguousarray(texts.T)                               # (N, B) time-major
-    state, entering = model.initial_state(cfg, B, dt), {}
+    state, entering, kept = model.initial_state(cfg, B, dt), {}, {}
+    keep = N * B * H * np.dtype(dt).itemsize <= KEEP_BYTES
     for a in reversed(starts):                  # the reversed stack's state right of a chunk
         entering[a] = state
-        _, state = inference.infer(rev, cfg, ids[a:a + chunk_len][::-1], state, folded=fold_r)
+        top_r, state = inference.infer(rev, cfg, ids[a:a + chunk_len][::-1], state,
+                                       folded=fold_r)
+        if keep:                                # a fresh array each call (no workspace)
+            kept[a] = top_r
     state = model.initial_state(cfg, B, dt)
     for a in starts:
         chunk = ids[a:a + chunk_len]
@@ -107,7 +113,8 @@ def cloze_rows(params, cfg, texts, chunk_len=256):
         top, state = inference.infer(fwd, cfg, chunk, state, folded=fold_f)
         rows[:H, 1:] = top.reshape(H, n, B)[:, :n - 1]
         rows[H:, n - 1] = entering[a][-1][0].T                         # g_{a+n}
-        top_r, _ = inference.infer(rev, cfg, chunk[::-1], entering[a], folded=fold_r)
+        top_r = kept.pop(a) if keep else inference.infer(rev, cfg, chunk[::-1], entering[a],
+                                                         folded=fold_r)[0]
         rows[H:, :n - 1] = top_r.reshape(H, n, B)[:, :n - 1][:, ::-1]
         yield a, rows.reshape(2 * H, n * B)
 
