@@ -45,7 +45,8 @@ def validation_text(corpus, chars, out):
 
 
 def run_corpus(corpus, args, tmp):
-    size = ["--cell", "gru", "--layers", str(args.layers), "--hidden", str(args.hidden)]
+    size = ["--cell", "gru", "--layers", str(args.layers), "--hidden", str(args.hidden),
+            "--dropout", str(args.dropout)]
     runs = {}
     for name, extra in (("bidirectional", ["--bidirectional"]), ("left-to-right", [])):
         out = tmp / f"{corpus.stem}-{name}"
@@ -69,6 +70,7 @@ def main():
     parser.add_argument("--budget", type=float, default=120)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument("--chars", type=int, default=20000)
     parser.add_argument("--fraction", type=float, default=0.05)
     parser.add_argument("--rescore-fraction", type=float, default=0.005,
@@ -78,7 +80,8 @@ def main():
     lines = [f"# Cloze: bidirectional against left-to-right ({date.today()}, "
              f"{platform.processor() or platform.machine()})", "",
              f"`python benchmarks/cloze.py --budget {args.budget:g}`: 2 models per corpus, "
-             f"{args.layers}x{args.hidden} GRU, {args.budget:g} s of training each; blanks "
+             f"{args.layers}x{args.hidden} GRU, dropout {args.dropout:g}, {args.budget:g} s of "
+             "training each; blanks "
              f"from the first {args.chars:,} characters of the validation split (seed 0); "
              f"first {args.fraction:g} of the characters blanked, then, on fewer blanks (a "
              f"{args.rescore_fraction:g} share: rescoring scores every candidate of each), all "
@@ -97,6 +100,7 @@ def main():
                              f"| {r['seconds']:.1f} |")
                 print(lines[-1], flush=True)
     (REPO / "benchmarks" / "CLOZE.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[:3]))
 
 
 if __name__ == "__main__":
