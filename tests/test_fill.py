@@ -146,3 +146,25 @@ def test_unknown_skip_drops_the_character(models, capfd):
     assert code == 0, err
     shown = json.loads(out)
     assert shown["skipped"] == 1 and "€" not in shown["text"]
+
+
+class _ScoreOnly:
+    """A model kind with only the interface's score(): a mixture from elsewhere, say."""
+
+    def __init__(self, model):
+        self.vocab, self.path, self._model = model.vocab, model.path, model
+
+    def score(self, ids, streams=1):
+        return self._model.score(ids, streams)
+
+
+@pytest.mark.parametrize("kind", ["gru", "ngram"])
+def test_a_kind_without_batch_scoring_fills_the_same(models, kind):
+    model = lm.load(models[kind])
+    ids, blanks, _ = filler.encode("the qu_ck br_wn fox", model.vocab)
+    batched = filler.fill(model, ids, blanks, top=4)
+    one_by_one = filler.fill(_ScoreOnly(model), ids, blanks, top=4)
+    assert one_by_one.text == batched.text
+    for (pos_a, cands_a), (pos_b, cands_b) in zip(batched.blanks, one_by_one.blanks):
+        assert pos_a == pos_b and [c for c, _ in cands_a] == [c for c, _ in cands_b]
+        assert [p for _, p in cands_a] == pytest.approx([p for _, p in cands_b], rel=1e-4)
