@@ -145,6 +145,17 @@ class Stepper:
             for part in layer:
                 part[:] = 0
 
+    def snapshot(self):
+        """A copy of every layer's state vectors (h lives in self.hidden)."""
+        return self.hidden.copy(), [[part.copy() for part in layer[1:]] for layer in self.state]
+
+    def restore(self, snapshot):
+        hidden, rest = snapshot
+        self.hidden[:] = hidden
+        for layer, parts in zip(self.state, rest):
+            for part, saved in zip(layer[1:], parts):
+                part[:] = saved
+
     def step(self, char_id):
         """Feed one id; returns the logits (V,) for the next character (a reused buffer with
         the full softmax; log-probabilities, whose softmax is the same, with the adaptive one)."""
