@@ -19,6 +19,7 @@ def sample(
     checkpoint: Path = typer.Argument(..., help="A .npz checkpoint."),
     prime: str = typer.Option("", help="Text to start from (printed first)."),
     prime_file: Path | None = typer.Option(None, "--prime-file", help="Start from this UTF-8 file's text instead (newlines and all)."),
+    encoding_errors: o.EncodingErrors = typer.Option(o.EncodingErrors.strict, "--encoding-errors", help="For --prime-file: strict, or replace invalid UTF-8 with U+FFFD."),
     length: int | None = typer.Option(None, min=0, help="Characters to generate (the prime not counted).", show_default=str(DEFAULT_LENGTH)),
     temperature: float = typer.Option(1.0, callback=o.non_negative, help="Softmax temperature; 0 = greedy."),
     top_k: int = typer.Option(0, "--top-k", min=0, help="Sample from the k most likely characters; 0 = all."),
@@ -43,8 +44,9 @@ def sample(
     _check_combinations(prime, prime_file, length, template, allow, beam, num_samples,
                         temperature, top_k, top_p)
     model = lm.load(checkpoint)
-    job = _Job.build(model, prime, prime_file, length, template, allow or [], stop or [],
-                     unknown.value)
+    if prime_file is not None:
+        prime = _read_prime(prime_file, encoding_errors.value)
+    job = _Job.build(model, prime, length, template, allow or [], stop or [], unknown.value)
     job.settings = (temperature, top_k if top_k <= model.vocab.size else 0, top_p)
     job.beam, job.as_json = beam, as_json
     try:
@@ -93,21 +95,19 @@ class _Job:
     as_json: bool = False
 
     @classmethod
-    def build(cls, model, prime, prime_file, length, template, allow, stop, unknown):
+    def build(cls, model, prime, length, template, allow, stop, unknown):
         from charlm.lm.template import Form, parse_stops, parse_template
         vocab = model.vocab
-        if prime_file is not None:
-            prime = _read_prime(prime_file)
         prime_ids, shown = _prime(vocab, prime, unknown)
         form = parse_template(template, vocab, allow) if template is not None else \
             Form.free(DEFAULT_LENGTH if length is None else length)
         return cls(model, [int(i) for i in prime_ids], shown, form, parse_stops(stop, vocab))
 
 
-def _read_prime(path):
+def _read_prime(path, encoding_errors):
     from charlm.data import text
     from charlm.errors import CorpusError
-    prime = text.read_text_file(path)
+    prime = text.read_text_file(path, encoding_errors)
     if not prime:
         raise CorpusError(f"--prime-file {path} is empty; give a file with the text to start from")
     return prime
