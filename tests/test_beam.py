@@ -117,7 +117,10 @@ def test_a_template_forces_its_characters_and_fills_the_rest_from_the_allowed_on
 
 def test_allow_takes_characters_and_classes():
     vocab = Vocab(codepoints_of("ab, .\n\t!\x07\u3000。"))
-    allowed = lambda *spec: {vocab.char(i) for i in np.flatnonzero(template.allowed_mask(vocab, spec))}  # noqa: E731
+
+    def allowed(*spec):
+        return {vocab.char(i) for i in np.flatnonzero(template.allowed_mask(vocab, spec))}
+
     assert allowed() == {"a", "b"}
     assert allowed("!") == {"a", "b", "!"}
     assert allowed("[:space:]") == {"a", "b", " ", "\n", "\t", "\u3000"}

@@ -5,11 +5,11 @@ import json
 
 import numpy as np
 import pytest
+from test_cli import assert_one_line_error, run
 
 from charlm import lm
 from charlm.nn import inference, kneser_ney, output
 from charlm.nn.model import initial_state
-from test_cli import assert_one_line_error, run
 
 NEURAL = ("--layers", "1", "--hidden", "16", "--steps", "12", "--batch-size", "4", "--seq-len",
           "16")
@@ -24,8 +24,9 @@ KINDS = {
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """A tiny model of each kind, trained on the tests' small text: {kind: checkpoint}."""
-    from charlm.cli import main
     from conftest import SMALL_TEXT
+
+    from charlm.cli import main
     root = tmp_path_factory.mktemp("models")
     corpus = root / "small.txt"
     corpus.write_text(SMALL_TEXT, encoding="utf-8")

@@ -45,8 +45,8 @@ def _print_table(rows, prime):
     from rich.table import Table
 
     from charlm.cli import render
-    shown = prime[-20:] if prime else "(start of a line)"
-    table = Table(title=f"next character after {shown!r}")
+    shown = repr(prime[-12:]) if prime else "the start of a line"
+    table = Table(title=f"after {shown}")
     for column, justify in (("#", "right"), ("char", "left"), ("probability", "right"),
                             ("cumulative", "right")):
         table.add_column(column, justify=justify)

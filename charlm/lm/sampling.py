@@ -14,6 +14,32 @@ def distribution(logits, temperature=1.0, top_k=0, top_p=1.0, allowed=None):
     (a (V,) mask; None: all) removed, then softmax(logits / temperature), restricted to the
     top k ids or the smallest set whose probability reaches top_p, renormalised.
     temperature 0 is greedy: all the mass on the most likely (allowed) id, the lowest on a tie."""
+    p = _weights(logits, temperature, top_k, top_p, allowed)
+    return p / _checked(p.sum())
+
+
+def draw(logits, rng, temperature=1.0, top_k=0, top_p=1.0, allowed=None):
+    """(one id drawn from distribution(...), the natural log of its probability there).
+    Greedy draws no random number."""
+    p = _weights(logits, temperature, top_k, top_p, allowed)
+    if temperature == 0:
+        return int(np.argmax(p)), 0.0
+    cdf = np.cumsum(p)                      # unnormalised: one pass fewer per character
+    total = _checked(cdf[-1])
+    char_id = int(np.searchsorted(cdf, rng.random() * total, side="right"))
+    if char_id == len(p):                   # rounding put the draw past the end
+        char_id = int(np.flatnonzero(p)[-1])
+    return char_id, float(np.log(p[char_id] / total))
+
+
+def _checked(total):
+    if not np.isfinite(total) or total <= 0:
+        raise FloatingPointError("model produced non-finite probabilities")
+    return total
+
+
+def _weights(logits, temperature, top_k, top_p, allowed):
+    """distribution(...) up to a positive factor."""
     if allowed is not None:
         logits = np.where(allowed, logits, -np.inf)
     top = float(logits.max())                                # NaN if any logit is NaN
@@ -36,25 +62,7 @@ def distribution(logits, temperature=1.0, top_k=0, top_p=1.0, allowed=None):
         cumulative = np.cumsum(p[order])
         keep = np.searchsorted(cumulative, top_p * cumulative[-1]) + 1
         p[order[keep:]] = 0
-    total = p.sum()
-    if not np.isfinite(total) or total <= 0:
-        raise FloatingPointError("model produced non-finite probabilities")
-    p /= total
     return p
-
-
-def draw(logits, rng, temperature=1.0, top_k=0, top_p=1.0, allowed=None):
-    """(one id drawn from distribution(...), the natural log of its probability there).
-    Greedy draws no random number."""
-    p = distribution(logits, temperature, top_k, top_p, allowed)
-    if temperature == 0:
-        char_id = int(np.argmax(p))
-    else:
-        cdf = np.cumsum(p)
-        char_id = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
-        if char_id == len(p):                      # rounding put the draw past the end
-            char_id = int(np.flatnonzero(p)[-1])
-    return char_id, float(np.log(p[char_id]))
 
 
 def best_ids(values, k):
@@ -84,11 +92,11 @@ def generate(stepper, prime_ids, form, rng, temperature=1.0, top_k=0, top_p=1.0,
         form = Form.free(form)
     if logits is None:
         logits = feed(stepper, prime_ids)
-    tail = ""
+    tail, forced_at, allowed, last = "", form.forced, form.allowed, form.length - 1
     for position in range(form.length):
-        forced = form.forced.get(position)
+        forced = forced_at.get(position) if forced_at else None
         if forced is None:
-            char_id, log_prob = draw(logits, rng, temperature, top_k, top_p, form.allowed)
+            char_id, log_prob = draw(logits, rng, temperature, top_k, top_p, allowed)
         else:
             char_id, log_prob = forced, 0.0
         yield char_id, log_prob
@@ -96,5 +104,5 @@ def generate(stepper, prime_ids, form, rng, temperature=1.0, top_k=0, top_p=1.0,
             tail = (tail + vocab.char(char_id))[-stops.longest:]
             if stops.ended(tail):
                 return
-        if position + 1 < form.length:            # the last character is never fed back
+        if position < last:                       # the last character is never fed back
             logits = stepper.step(char_id)
