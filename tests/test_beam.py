@@ -198,3 +198,12 @@ def test_a_wide_beam_with_a_stop_string_finds_the_best_text_of_any_length(seed):
     ids, score = _run(beam_search(stepper, [0], Form.free(length), 3 ** 4,
                                   template.parse_stops(["\\n"], vocab), vocab))
     assert tuple(ids) == best and score == pytest.approx(scores[best], abs=1e-9)
+
+
+def test_a_beam_stops_at_a_stop_string_longer_than_what_it_has_written():
+    vocab = Vocab(codepoints_of("ab\n"))
+    params, cfg = _random_model(vocab_size=3, seed=29)
+    stops = template.parse_stops(["ab\\nab", "b\\n"], vocab)
+    ids, score = _run(beam_search(Stepper(params, cfg), [0], Form.free(40), 3, stops, vocab))
+    text = vocab.decode(ids)
+    assert text.endswith("b\n") and "b\n" not in text[:-1]

@@ -10,7 +10,9 @@ text grows, the search ends once no live hypothesis can beat the best finished o
 the earlier hypothesis, then to the lower id, so the search is deterministic, and with W = 1
 it takes the most likely allowed character at each step: greedy sampling.
 
-Dimensions: V vocabulary, W beam width. Each live hypothesis holds one (V,) distribution.
+Dimensions: V vocabulary, W beam width, L length. Each live hypothesis holds one (V,)
+distribution; the texts share their common beginnings as a tree of characters, so a step
+costs O(W) beyond the model, not O(W L).
 """
 
 from dataclasses import dataclass
@@ -20,11 +22,35 @@ import numpy as np
 from charlm.lm.sampling import best_ids, feed
 
 
+class Node:
+    """The last character of a continuation; its parent holds the one before."""
+
+    __slots__ = ("char_id", "parent", "depth")
+
+    def __init__(self, char_id=None, parent=None):
+        self.char_id, self.parent = char_id, parent
+        self.depth = 0 if parent is None else parent.depth + 1   # characters so far
+
+    def ids(self, after=0):
+        """The ids of the continuation from position `after` (0: all of it) to here."""
+        out, node = [], self
+        while node.depth > after:
+            out.append(node.char_id)
+            node = node.parent
+        return out[::-1]
+
+    def up(self, steps):
+        node = self
+        for _ in range(steps):
+            node = node.parent
+        return node
+
+
 @dataclass
 class Hypothesis:
-    score: float               # the model's log-probability of ids given the prime
-    ids: list                  # the continuation so far
-    state: object = None       # the stepper's snapshot after ids (None once finished)
+    score: float               # the model's log-probability of the text given the prime
+    node: Node                 # the continuation so far
+    state: object = None       # the stepper's snapshot after it (None once finished)
     log_probs: np.ndarray | None = None   # (V,) float64 of the next character
 
 
@@ -45,19 +71,19 @@ def beam_search(stepper, prime_ids, form, width, stops=None, vocab=None, logits=
     stops and vocab as for charlm.lm.sampling.generate; logits: the stepper is already past
     the prime, these follow it."""
     log_probs = log_softmax(feed(stepper, prime_ids) if logits is None else logits)
-    alive = [Hypothesis(0.0, [], stepper.snapshot(), log_probs)]
+    alive = [Hypothesis(0.0, Node(), stepper.snapshot(), log_probs)]
     allowed = None if form.allowed is None else np.flatnonzero(form.allowed)   # ids, ascending
     finished, shown, running = None, 0, alive
     for position in range(form.length):
         chosen = _extend(alive, form.forced.get(position), allowed, width)
         alive = []
         for parent, char_id, score in chosen:
-            ids = parent.ids + [char_id]
-            if stops and stops.ended(vocab.decode(ids[-stops.longest:])):
+            node = Node(char_id, parent.node)
+            if stops and stops.ended(vocab.decode(node.ids(max(0, node.depth - stops.longest)))):
                 if finished is None or score > finished.score:
-                    finished = Hypothesis(score, ids)
+                    finished = Hypothesis(score, node)
                 continue
-            child = Hypothesis(score, ids)
+            child = Hypothesis(score, node)
             if position + 1 < form.length:        # the last character is never fed back
                 stepper.restore(parent.state)
                 child.log_probs = log_softmax(stepper.step(char_id))
@@ -66,13 +92,14 @@ def beam_search(stepper, prime_ids, form, width, stops=None, vocab=None, logits=
         if finished is not None:                  # a live one that cannot win is dropped
             alive = [h for h in alive if h.score > finished.score]
         running = alive + ([finished] if finished is not None else [])
-        certain = _common_prefix([h.ids for h in running])
-        yield from running[0].ids[shown:certain]
-        shown = max(shown, certain)
+        certain = _common_ancestor([h.node for h in running])
+        if certain.depth > shown:
+            yield from certain.ids(shown)
+            shown = certain.depth
         if not alive:
             break
     best = max(running, key=lambda h: h.score)    # the first of equals: deterministic
-    yield from best.ids[shown:]
+    yield from best.node.ids(shown)
     return best.score
 
 
@@ -94,9 +121,10 @@ def _extend(alive, forced, allowed, width):
     return [(parents[i], ids[i], float(scores[i])) for i in order]
 
 
-def _common_prefix(sequences):
-    n = min(len(s) for s in sequences)
-    for i in range(n):
-        if any(s[i] != sequences[0][i] for s in sequences):
-            return i
-    return n
+def _common_ancestor(nodes):
+    """The longest beginning the continuations ending at nodes share."""
+    depth = min(n.depth for n in nodes)
+    nodes = [n.up(n.depth - depth) for n in nodes]
+    while any(n is not nodes[0] for n in nodes):
+        nodes = [n.parent for n in nodes]
+    return nodes[0]
