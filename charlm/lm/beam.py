@@ -52,6 +52,9 @@ class Hypothesis:
     node: Node                 # the continuation so far
     state: object = None       # the stepper's snapshot after it (None once finished)
     log_probs: np.ndarray | None = None   # (V,) float64 of the next character
+    # its ancestor one past what every hypothesis shares (None: it ends there): while two
+    # hypotheses differ in it, nothing more is certain, and that costs nothing to check
+    branch: Node | None = None
 
 
 def log_softmax(logits):
@@ -79,11 +82,11 @@ def beam_search(stepper, prime_ids, form, width, stops=None, vocab=None, logits=
         alive = []
         for parent, char_id, score in chosen:
             node = Node(char_id, parent.node)
+            child = Hypothesis(score, node, branch=parent.branch or node)
             if stops and stops.ended(vocab.decode(node.ids(max(0, node.depth - stops.longest)))):
                 if finished is None or score > finished.score:
-                    finished = Hypothesis(score, node)
+                    finished = child
                 continue
-            child = Hypothesis(score, node)
             if position + 1 < form.length:        # the last character is never fed back
                 stepper.restore(parent.state)
                 child.log_probs = log_softmax(stepper.step(char_id))
@@ -92,10 +95,12 @@ def beam_search(stepper, prime_ids, form, width, stops=None, vocab=None, logits=
         if finished is not None:                  # a live one that cannot win is dropped
             alive = [h for h in alive if h.score > finished.score]
         running = alive + ([finished] if finished is not None else [])
-        certain = _common_ancestor([h.node for h in running])
-        if certain.depth > shown:
+        if all(h.branch is not None and h.branch is running[0].branch for h in running):
+            certain = _common_ancestor([h.node for h in running])
             yield from certain.ids(shown)
             shown = certain.depth
+            for h in running:
+                h.branch = h.node.up(h.node.depth - shown - 1) if h.node.depth > shown else None
         if not alive:
             break
     best = max(running, key=lambda h: h.score)    # the first of equals: deterministic
