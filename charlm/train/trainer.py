@@ -78,7 +78,9 @@ class Trainer:
     def run(self):
         """Train until the stopping rule says so; yields event dicts for the CLI."""
         p, stop = self.progress, self.stopping
-        if stop.finished(p):
+        # a new run always takes a step and saves a model, even when auto-size's probes
+        # spent a tiny budget on a busy machine
+        if stop.finished(p) and p.step > 0:
             yield {"event": "complete", "step": p.step}
             return
         started = time.perf_counter() - p.elapsed
