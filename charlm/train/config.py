@@ -35,6 +35,7 @@ class TrainConfig:
     seed: int = 1337
     patience: int = 0               # evaluations without improvement before stopping; 0 = off
     state_reset: float = 0.01       # chance per stream and step that its carried state restarts
+    reset_at: str = ""              # restart the state after each occurrence; "" = never
     max_skips: int = 5
     explode_factor: float = 3.0     # diverged once the smoothed loss passes this x the first loss
 
@@ -52,7 +53,7 @@ FIELDS = tuple(f.name for f in fields(TrainConfig))
 RESUMED = ("cell", "activation", "layers", "hidden", "dropout", "embed", "softmax", "cutoffs",
            "div_value", "seq_len", "batch_size",
            "lr", "optimizer", "lr_schedule", "warmup", "weight_decay", "clip_norm", "clip_value",
-           "val_frac", "seed", "state_reset")
+           "val_frac", "seed", "state_reset", "reset_at")
 # Settings that say how long and how to watch: a resume may change them.
 LIMITS = ("steps", "epochs", "time_budget", "eval_every", "eval_seconds", "eval_streams",
           "eval_chars", "patience")

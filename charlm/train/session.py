@@ -13,7 +13,7 @@ from charlm.data.batching import steps_per_epoch
 from charlm.errors import CheckpointError, CorpusError, UsageError
 from charlm.io import checkpoint
 from charlm.names import NGRAM
-from charlm.nn import output
+from charlm.nn import output, resets
 from charlm.train import autosize, largevocab
 from charlm.train.config import DEFAULTS, SIZE_OPTIONS, TrainConfig
 from charlm.train.rundir import check_not_corpus
@@ -69,6 +69,7 @@ def plan(corpus, corpus_paths, given, limits, out=None, resume=None):
         largevocab.check(tcfg, given, corpus.vocab.size)
         corpus, train_ids, val_ids = _split(corpus, tcfg)
         tcfg = largevocab.with_cutoffs(tcfg, train_ids, corpus.vocab.size)
+        _check_separator(tcfg.reset_at, corpus)
         out, chosen = out or Path("runs") / Path(corpus_paths[0]).stem, [note] if note else []
     check_not_corpus(out, corpus_paths)
     notes = []
@@ -78,6 +79,17 @@ def plan(corpus, corpus_paths, given, limits, out=None, resume=None):
     steps_per_epoch(len(train_ids), tcfg.batch_size, tcfg.seq_len)   # fail before touching out
     auto = resume is None and bool(tcfg.time_budget) and not set(SIZE_OPTIONS) & given.keys()
     return Plan(tcfg, corpus, train_ids, val_ids, Path(out), loaded, auto, notes, chosen)
+
+
+def _check_separator(reset_at, corpus):
+    """A UsageError unless --reset-at occurs in the corpus: a separator that never occurs is
+    a mistake (a different line ending, a missing escape)."""
+    if not reset_at:
+        return
+    sep_ids, unknown = corpus.vocab.encode(reset_at, unknown="skip")
+    if unknown or not resets.restarts(corpus.ids, sep_ids).any():
+        raise UsageError(f"--reset-at {reset_at!r} never occurs in the corpus; give the text "
+                         "that separates its documents (\\n is a newline)")
 
 
 def _split(corpus, tcfg):
