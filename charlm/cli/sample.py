@@ -23,14 +23,15 @@ def sample(
 ):
     """Generate text, feeding each character back in.
 
-    Without --prime the model starts from a newline (or, if the vocabulary has none, a space, else its first character).
+    Without --prime the model starts from a newline (or, if the vocabulary has none, a space, else its first character); a model trained with --reset-at starts a document: from its separator's last character.
     """
     import numpy as np
 
     from charlm import lm
     from charlm.errors import CheckpointError
     model = lm.load(checkpoint)
-    prime_ids, shown = _prime(model.vocab, prime, unknown.value)
+    separator = (model.config.get("model") or {}).get("reset_at") or ""
+    prime_ids, shown = _prime(model.vocab, prime, unknown.value, separator[-1:])
     rng = np.random.default_rng(seed)
     try:
         _write(model, prime_ids, shown, length, rng, temperature,
@@ -48,15 +49,17 @@ def sample(
         discard_stdout()                           # `| head`: the reader went away; not an error
 
 
-def _prime(vocab, prime, unknown):
-    """(the prime's ids, the text to print first). Without a prime: a newline, else a space,
-    else the first character of the vocabulary, none of them printed."""
+def _prime(vocab, prime, unknown, start=""):
+    """(the prime's ids, the text to print first). Without a prime: start (a document
+    separator's last character), else a newline, else a space, else the first character of
+    the vocabulary, none of them printed."""
     import numpy as np
 
     from charlm.cli import render
     from charlm.errors import CorpusError
     if not prime:
-        start = next((c for c in ("\n", " ") if vocab.index(c) is not None), vocab.char(0))
+        start = start or next((c for c in ("\n", " ") if vocab.index(c) is not None),
+                              vocab.char(0))
         return np.array([vocab.index(start)]), ""
     prime_ids, skipped = vocab.encode(prime, unknown=unknown, what="--prime")
     if len(prime_ids) == 0:
