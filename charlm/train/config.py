@@ -36,6 +36,7 @@ class TrainConfig:
     patience: int = 0               # evaluations without improvement before stopping; 0 = off
     state_reset: float = 0.01       # chance per stream and step that its carried state restarts
     reset_at: str = ""              # restart the state after each occurrence; "" = never
+    init_from: str = ""             # the trained model a fine-tuning run started from
     max_skips: int = 5
     explode_factor: float = 3.0     # diverged once the smoothed loss passes this x the first loss
 

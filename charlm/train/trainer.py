@@ -20,6 +20,7 @@ from charlm.io.progress import Progress
 from charlm.nn import model, optim, output, resets
 from charlm.nn.inference import score_ids
 from charlm.nn.workspace import Workspace
+from charlm.train.finetune import copy_weights
 from charlm.train.guard import DivergenceGuard
 from charlm.train.rundir import append_metrics
 from charlm.train.stopping import EvalSchedule, StoppingRule, total_steps
@@ -44,8 +45,10 @@ def parse_cutoffs(text):
 
 
 class Trainer:
-    def __init__(self, tcfg, vocab, train_ids, val_ids, out_dir, data_info, resume=None):
-        """resume: a loaded checkpoint (charlm.io.checkpoint.load) to continue exactly."""
+    def __init__(self, tcfg, vocab, train_ids, val_ids, out_dir, data_info, resume=None,
+                 base=None):
+        """resume: a loaded checkpoint (charlm.io.checkpoint.load) to continue exactly; base:
+        one whose weights a new run starts from (charlm.train.finetune)."""
         self.tcfg, self.vocab, self.out = tcfg, vocab, Path(out_dir)
         self.train_ids, self.data_info = train_ids, data_info
         self.val_ids = val_ids[:tcfg.eval_chars] if tcfg.eval_chars else val_ids
@@ -55,6 +58,8 @@ class Trainer:
         self.windows = self.batches.count
         self.rng = np.random.default_rng(tcfg.seed)
         self.flat, self.params = model.init_params(self.mcfg, self.rng)
+        if base is not None:
+            copy_weights(self.params, checkpoint.neural_arrays(base, self.mcfg)[0])
         self.grad_flat, self.grads = model.allocate(model.param_shapes(self.mcfg))
         self.workspace = Workspace()                      # a step's large arrays, reused
         self.opt = optim.make_optimizer(tcfg.optimizer, self.flat, self.params,
