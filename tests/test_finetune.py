@@ -37,9 +37,9 @@ def _base(capfd, old, tmp_path, *options):
     return out / "best.npz"
 
 
-def _plan(new, base, out, given=None, limits=None):
+def _plan(new, base, out, given=None, limits=None, small=True):
     corpus = text.read_corpus([new])
-    given = {"batch_size": 4, "seq_len": 16} | (given or {})
+    given = ({"batch_size": 4, "seq_len": 16} if small else {}) | (given or {})
     return session.plan(corpus, [new], given, limits or {}, out, None, base)
 
 
@@ -98,12 +98,14 @@ def test_a_fine_tuned_run_saves_the_grown_vocabulary_and_resumes(texts, tmp_path
 def test_the_architecture_comes_from_the_checkpoint(texts, tmp_path, capfd):
     old, new = texts
     base_path = _base(capfd, old, tmp_path, "--embed", 6, "--dropout", 0.1)
-    plan = _plan(new, base_path, tmp_path / "tuned", {"lr": 1e-3, "hidden": 16},
-                 {"time_budget": 30.0})
+    new.write_text(NEW_TEXT * 3, encoding="utf-8")     # room for the default batch
+    plan = _plan(new, base_path, tmp_path / "tuned", {"lr": 1e-3}, {"time_budget": 30.0},
+                 small=False)
     assert (plan.tcfg.cell, plan.tcfg.layers, plan.tcfg.hidden, plan.tcfg.embed) == (
         "gru", 2, 16, 6)
     assert plan.tcfg.dropout == 0.1 and plan.tcfg.lr == 1e-3
     assert not plan.auto_size                          # a time budget does not resize it
+    assert _plan(new, base_path, tmp_path / "tuned", {"hidden": 16}).tcfg.hidden == 16
     assert plan.base is not None and plan.resume is None
 
 

@@ -96,3 +96,31 @@ def test_a_separator_needs_format_4(trained, tmp_path, capfd):
         npz.save_checkpoint(bad, dict(loaded.arrays), config, version)
         code, _, err = run(capfd, "info", bad)
         assert_one_line_error(err, code, 4, fragment)
+
+
+def test_training_restarts_each_stream_where_the_separator_ends(documents, tmp_path):
+    """A training step's loss is the model's with the state zeroed wherever the text read so
+    far ends with the separator (found here by reading the text), and differs without."""
+    import numpy as np
+
+    from charlm.data import text
+    from charlm.nn import model
+    from charlm.train import session
+    corpus = text.read_corpus([documents])
+    given = {"reset_at": SEP, "batch_size": 4, "seq_len": 16, "hidden": 8, "layers": 1,
+             "state_reset": 0.0}
+    trainer, _ = session.start(session.plan(corpus, [documents], given, {"steps": 3},
+                                            tmp_path / "run"))
+    chars = trainer.vocab.decode(trainer.train_ids)
+    for window in range(3):
+        positions = trainer.batches.positions(window)
+        restart = np.vectorize(lambda i: chars[:i + 1].endswith(SEP))(positions)
+        assert restart.any()
+        x, y = trainer.batches[window]
+        state = [tuple(a.copy() for a in layer) for layer in trainer.state]
+        _, grads = model.allocate(model.param_shapes(trainer.mcfg))
+        losses = [model.loss_and_grads(trainer.params, trainer.mcfg, x, y, state, grads,
+                                       keep=keep)[0] / y.size
+                  for keep in (np.logical_not(restart)[:, None, :].astype(np.float32), None)]
+        step_loss, _ = trainer.train_step()
+        assert step_loss == losses[0] != losses[1]
