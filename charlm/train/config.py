@@ -60,7 +60,8 @@ LIMITS = ("steps", "epochs", "time_budget", "eval_every", "eval_seconds", "eval_
           "eval_chars", "patience")
 # Giving any of these means the user chose the model's size: charlm does not auto-size.
 SIZE_OPTIONS = ("layers", "hidden", "batch_size", "seq_len", "dropout")
-# What a 0 means for these settings (a limit not set, a feature off, the default).
+# What a 0 (or "") means for these settings (a limit not set, a feature off, the default).
 ZERO_MEANS = {"steps": "off", "epochs": "off", "time_budget": "off", "patience": "off",
               "clip_value": "off", "weight_decay": "off", "state_reset": "off",
-              "eval_every": "default", "eval_seconds": "default", "eval_chars": "all"}
+              "eval_every": "default", "eval_seconds": "default", "eval_chars": "all",
+              "reset_at": "off", "init_from": "none"}
