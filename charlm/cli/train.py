@@ -44,7 +44,7 @@ def train(
     val_frac: float | None = typer.Option(None, "--val-frac", callback=o.fraction, help="Tail fraction held out for validation.", show_default=D("val_frac")),
     seed: int | None = typer.Option(None, min=0, help="Random seed.", show_default=D("seed")),
     state_reset: float | None = typer.Option(None, "--state-reset", callback=o.fraction, help="Chance per stream and step that the carried state restarts from zero.", show_default=D("state_reset")),
-    reset_at: str | None = typer.Option(None, "--reset-at", callback=o.separator, help="Documents: restart the hidden state after each occurrence of this text, e.g. '\\n%\\n' or '\\n\\n' (\\n, \\t, \\r and \\\\ are understood); kept in the checkpoint, so eval and sample restart there too.", show_default="off"),
+    reset_at: str | None = typer.Option(None, "--reset-at", callback=o.separator, help="Documents: restart the hidden state after each occurrence of this text, e.g. '\\n%\\n' or '\\n\\n' (\\n, \\t, \\r and \\\\ are understood); kept in the checkpoint, so eval and sample restart there too.", show_default="no separator"),
     patience: int | None = typer.Option(None, min=0, help="Stop after N evaluations without improvement; 0 = off."),
     order: int = typer.Option(6, min=1, max=12, help="n-gram order (--cell ngram)."),
     out: Path | None = typer.Option(None, help="Run directory for last.npz, best.npz, metrics.jsonl.", show_default="runs/<corpus name>"),
