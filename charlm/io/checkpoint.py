@@ -155,14 +155,14 @@ def schema(config, version):
 def _neural_schema(config, version):
     cfg = model_config_from(config, version)
     Progress.from_dict(config.get("progress"))
-    train = config.get("train")
-    optimizer = check_field(train, "optimizer", str, choices=names.OPTIMIZERS)
-    batch = check_field(train, "batch_size", int, 1, 1 << 20)
     shapes = model.param_shapes(cfg)
     members = {f"params/{name}": ("<f4", shape) for name, shape in shapes.items()}
     members["meta/vocab"] = ("<i4", (cfg.vocab_size,))
     if is_weights_only(config, version):
-        return members
+        return members      # no training settings needed (a model imported from PyTorch has none)
+    train = config.get("train")
+    optimizer = check_field(train, "optimizer", str, choices=names.OPTIMIZERS)
+    batch = check_field(train, "batch_size", int, 1, 1 << 20)
     for moment in OPTIMIZERS[optimizer].moment_names:
         members |= {f"optim/{moment}/{name}": ("<f4", shape) for name, shape in shapes.items()}
     for k in range(cfg.layers):
