@@ -124,3 +124,14 @@ def test_training_restarts_each_stream_where_the_separator_ends(documents, tmp_p
                   for keep in (np.logical_not(restart)[:, None, :].astype(np.float32), None)]
         step_loss, _ = trainer.train_step()
         assert step_loss == losses[0] != losses[1]
+
+
+def test_export_and_import_keep_the_separator(trained, tmp_path, capfd):
+    exported, imported = tmp_path / "model.safetensors", tmp_path / "imported.npz"
+    code, _, err = run(capfd, "export", trained / "best.npz", "--out", exported)
+    assert code == 0, err
+    code, _, err = run(capfd, "import", exported, "--out", imported)
+    assert code == 0, err
+    loaded = checkpoint.load(imported)
+    assert loaded.config["model"]["reset_at"] == SEP
+    assert loaded.format_version == checkpoint.RESET_VERSION
