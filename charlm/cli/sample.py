@@ -35,7 +35,7 @@ def sample(
 ):
     """Generate text, feeding each character back in.
 
-    Without --prime the model starts from a newline (or, if the vocabulary has none, a space, else its first character).
+    Without --prime the model starts from a newline (or, if the vocabulary has none, a space, else its first character); a model trained with --reset-at starts a document: from its separator's last character.
     """
     import numpy as np
 
@@ -98,7 +98,8 @@ class _Job:
     def build(cls, model, prime, length, template, allow, stop, unknown):
         from charlm.lm.template import Form, parse_stops, parse_template
         vocab = model.vocab
-        prime_ids, shown = _prime(vocab, prime, unknown)
+        separator = (model.config.get("model") or {}).get("reset_at") or ""
+        prime_ids, shown = _prime(vocab, prime, unknown, separator[-1:])
         form = parse_template(template, vocab, allow) if template is not None else \
             Form.free(DEFAULT_LENGTH if length is None else length)
         return cls(model, [int(i) for i in prime_ids], shown, form, parse_stops(stop, vocab))
@@ -113,15 +114,17 @@ def _read_prime(path, encoding_errors):
     return prime
 
 
-def _prime(vocab, prime, unknown):
-    """(the prime's ids, the text to print first). Without a prime: a newline, else a space,
-    else the first character of the vocabulary, none of them printed."""
+def _prime(vocab, prime, unknown, start=""):
+    """(the prime's ids, the text to print first). Without a prime: start (a document
+    separator's last character), else a newline, else a space, else the first character of
+    the vocabulary, none of them printed."""
     import numpy as np
 
     from charlm.cli import render
     from charlm.errors import CorpusError
     if not prime:
-        start = next((c for c in ("\n", " ") if vocab.index(c) is not None), vocab.char(0))
+        start = start or next((c for c in ("\n", " ") if vocab.index(c) is not None),
+                              vocab.char(0))
         return np.array([vocab.index(start)]), ""
     prime_ids, skipped = vocab.encode(prime, unknown=unknown, what="--prime")
     if len(prime_ids) == 0:

@@ -17,9 +17,10 @@ from charlm.data.batching import Windows
 from charlm.io import checkpoint
 from charlm.io.npz import NonFiniteStateError
 from charlm.io.progress import Progress
-from charlm.nn import model, optim, output
+from charlm.nn import model, optim, output, resets
 from charlm.nn.inference import score_ids
 from charlm.nn.workspace import Workspace
+from charlm.train.finetune import copy_weights
 from charlm.train.guard import DivergenceGuard
 from charlm.train.rundir import append_metrics
 from charlm.train.stopping import EvalSchedule, StoppingRule, total_steps
@@ -35,7 +36,7 @@ def model_config(tcfg, vocab_size):
                              layers=tcfg.layers, activation=tcfg.activation,
                              dropout=tcfg.dropout, embed=tcfg.embed, softmax=tcfg.softmax,
                              cutoffs=parse_cutoffs(tcfg.cutoffs) if adaptive else (),
-                             div_value=tcfg.div_value)
+                             div_value=tcfg.div_value, reset_at=tcfg.reset_at)
 
 
 def parse_cutoffs(text):
@@ -44,16 +45,21 @@ def parse_cutoffs(text):
 
 
 class Trainer:
-    def __init__(self, tcfg, vocab, train_ids, val_ids, out_dir, data_info, resume=None):
-        """resume: a loaded checkpoint (charlm.io.checkpoint.load) to continue exactly."""
+    def __init__(self, tcfg, vocab, train_ids, val_ids, out_dir, data_info, resume=None,
+                 base=None):
+        """resume: a loaded checkpoint (charlm.io.checkpoint.load) to continue exactly; base:
+        one whose weights a new run starts from (charlm.train.finetune)."""
         self.tcfg, self.vocab, self.out = tcfg, vocab, Path(out_dir)
         self.train_ids, self.data_info = train_ids, data_info
         self.val_ids = val_ids[:tcfg.eval_chars] if tcfg.eval_chars else val_ids
         self.mcfg = model_config(tcfg, vocab.size)
         self.batches = Windows(train_ids, tcfg.batch_size, tcfg.seq_len)
+        self.reset_ids, self.restart = documents(tcfg.reset_at, vocab, train_ids)
         self.windows = self.batches.count
         self.rng = np.random.default_rng(tcfg.seed)
         self.flat, self.params = model.init_params(self.mcfg, self.rng)
+        if base is not None:
+            copy_weights(self.params, checkpoint.neural_arrays(base, self.mcfg)[0])
         self.grad_flat, self.grads = model.allocate(model.param_shapes(self.mcfg))
         self.workspace = Workspace()                      # a step's large arrays, reused
         self.opt = optim.make_optimizer(tcfg.optimizer, self.flat, self.params,
@@ -107,7 +113,7 @@ class Trainer:
                    "lr": self._lr(), "chars_per_s": rate, "elapsed": p.elapsed,
                    "epoch": p.epoch}
             if self.stop_signal is not None:
-                self._save("last.npz")
+                save(self, "last.npz")
                 yield {"event": "interrupted", "signal": self.stop_signal, "step": p.step,
                        "path": str(self.out / "last.npz")}
                 return
@@ -135,10 +141,11 @@ class Trainer:
         """One TBPTT step; returns (mean loss in nats, gradient norm before clipping)."""
         t, p = self.tcfg, self.progress
         x, y = self.batches[p.window]                                 # (T, B) each
+        keep = window_keep(self.restart, self.batches, p.window, self.flat.dtype)
         with np.errstate(**QUIET):
             nll_sum, new_state, _ = model.loss_and_grads(
                 self.params, self.mcfg, x, y, self.state, self.grads,
-                self.rng if t.dropout > 0 else None, ws=self.workspace)
+                self.rng if t.dropout > 0 else None, ws=self.workspace, keep=keep)
             step_loss = nll_sum / y.size
             norm = optim.global_norm(self.grad_flat)
             # Checked before clipping: an inf norm times a clip factor would become NaN weights
@@ -164,7 +171,8 @@ class Trainer:
         if len(ids) < 2:
             return None
         with np.errstate(**QUIET):                    # a non-finite score is the caller's to see
-            nll, count = score_ids(self.params, self.mcfg, ids, self.tcfg.eval_streams)
+            nll, count = score_ids(self.params, self.mcfg, ids, self.tcfg.eval_streams,
+                                   reset_ids=self.reset_ids)
         return nll / count
 
     def _evaluate_and_save(self, train_loss):
@@ -175,25 +183,39 @@ class Trainer:
         # measured times only go into the checkpoint (the start-up estimate may be far off);
         # this one without its saves, which the next checkpoint then counts too
         self.stopping.validated(time.perf_counter() - started, p)
-        self._save("last.npz")
+        save(self, "last.npz")
         if improved:
-            self._save("best.npz")
+            save(self, "best.npz")
         self.stopping.validated(time.perf_counter() - started, p)
         record = validation_record(p, self.tcfg, train_loss, val, self._lr())
         append_metrics(self.out, record)
         return {"event": "eval", **record, "best_val": p.best_val, "improved": improved}
 
-    def _save(self, name):
-        """last.npz: all a resume needs; best.npz: the weights alone (what users keep)."""
-        try:
-            if name == "best.npz":
-                checkpoint.save_weights(self.out / name, self.sections(), self.params,
-                                        self.vocab)
-                return
-            checkpoint.save_neural(self.out / name, self.sections(), self.params, self.vocab,
-                                   self.opt.moment_views, self.state)
-        except NonFiniteStateError as exc:
-            raise self.guard.unsaveable(exc) from None
+
+def save(trainer, name):
+    """last.npz: all a resume needs; best.npz: the weights alone (what users keep)."""
+    t = trainer
+    try:
+        if name == "best.npz":
+            checkpoint.save_weights(t.out / name, t.sections(), t.params, t.vocab)
+            return
+        checkpoint.save_neural(t.out / name, t.sections(), t.params, t.vocab,
+                               t.opt.moment_views, t.state)
+    except NonFiniteStateError as exc:
+        raise t.guard.unsaveable(exc) from None
+
+
+def documents(reset_at, vocab, train_ids):
+    """--reset-at: (the separator's ids, (N_train,) bool where the state restarts or None)."""
+    reset_ids = vocab.encode(reset_at)[0]
+    return reset_ids, resets.restarts(train_ids, reset_ids) if reset_at else None
+
+
+def window_keep(restart, batches, window, dtype):
+    """The cells' keep mask (T, 1, B) for a window (charlm.nn.resets), None if nothing restarts."""
+    if restart is None:
+        return None
+    return resets.keep_mask(restart[batches.positions(window)], dtype)
 
 
 def restart_some(state, rng, chance):
