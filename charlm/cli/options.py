@@ -94,3 +94,17 @@ def separator(value):
     if not 1 <= len(text) <= MAX_SEPARATOR:
         raise typer.BadParameter(f"must be 1 to {MAX_SEPARATOR} characters, not {len(text)}")
     return text
+
+
+def mix_weights(value):
+    """--mix-weights "0.7,0.3" -> [0.7, 0.3] (checked against the models by charlm.lm.mixture)."""
+    if value is None:
+        return None
+    try:
+        weights = [float(part) for part in value.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"must be numbers separated by commas, like 0.7,0.3, "
+                                 f"not {value!r}") from None
+    for w in weights:
+        non_negative(w)
+    return weights

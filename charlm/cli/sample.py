@@ -10,6 +10,7 @@ import typer
 
 from charlm.cli import options as o
 from charlm.cli.app import app, discard_stdout
+from charlm.names import ADAPT_DEFAULTS
 
 DEFAULT_LENGTH = 500
 
@@ -32,6 +33,12 @@ def sample(
     allow: list[str] | None = typer.Option(None, help="Characters a template's '_' may also take, and/or the classes [:space:] [:punct:] [:cntrl:] (repeatable)."),
     beam: int | None = typer.Option(None, min=1, help="Beam search of width W for the most likely continuation (deterministic)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per sample: text, chars, log_prob, nats_per_char."),
+    mix: list[Path] | None = typer.Option(None, help="Mix CHECKPOINT with this model (repeatable); weights adapt online."),
+    mix_weights: str | None = typer.Option(None, "--mix-weights", callback=o.mix_weights, help="Fixed weights w1,w2,... for CHECKPOINT and each --mix model."),
+    adapt_on: Path | None = typer.Option(None, "--adapt-on", help="Adapt the model to this text first (dynamic evaluation), then sample in its style."),
+    adapt_lr: float = typer.Option(ADAPT_DEFAULTS[0], "--adapt-lr", callback=o.non_negative, help="With --adapt-on: the step size."),
+    adapt_decay: float = typer.Option(ADAPT_DEFAULTS[1], "--adapt-decay", callback=o.non_negative, help="With --adapt-on: the pull back toward the trained weights per segment."),
+    adapt_seg: int = typer.Option(ADAPT_DEFAULTS[2], "--adapt-seg", min=1, help="With --adapt-on: characters per segment (one step each)."),
 ):
     """Generate text, feeding each character back in.
 
@@ -43,7 +50,12 @@ def sample(
     from charlm.errors import CheckpointError
     _check_combinations(prime, prime_file, length, template, allow, beam, num_samples,
                         temperature, top_k, top_p)
+    from charlm.lm.mixture import with_mix
     model = lm.load(checkpoint)
+    if adapt_on is not None:
+        from charlm.lm.adapt import Settings, adapt_file
+        model = adapt_file(model, adapt_on, Settings(adapt_lr, adapt_decay, adapt_seg))
+    model = with_mix(model, [lm.load(p) for p in mix or []], mix_weights)
     if prime_file is not None:
         prime = _read_prime(prime_file, encoding_errors.value)
     job = _Job.build(model, prime, length, template, allow or [], stop or [], unknown.value)

@@ -12,6 +12,10 @@ Key layout, every array one zip member (charlm.io.npz):
                              one per part of the cell's state (h, and c for the LSTM)
   (optim/ and state/ only in a training checkpoint, last.npz; best.npz holds the weights,
   the vocabulary and the config, marked "weights_only": true, format version 2)
+    adapt/rms                float32 (P,) the root mean square of training gradients, all
+                             parameters flat in params order (charlm.nn.dynamic), only in a
+                             file whose config has "adapt_rms" (format version 4): the
+                             recurrent model inside a run's mix.npz
     meta/vocab               int32 (V,) Unicode code points, index = id
     meta/config              JSON (uint8 bytes): kind, charlm_version, and the model, train,
                              progress (charlm.io.progress) and data sections
@@ -21,15 +25,19 @@ Key layout, every array one zip member (charlm.io.npz):
                              weights-only file, else 1, so that a charlm that predates a part
                              refuses the file by its version
 An n-gram checkpoint holds ngram/* arrays instead of params/optim/state (charlm.nn.kneser_ney)
-and its model section is {"cell": "ngram", "vocab_size", "order", "sizes"}.
+and its model section is {"cell": "ngram", "vocab_size", "order", "sizes"}. A mixture
+checkpoint (format version 4) holds whole checkpoints of other kinds under mix/<i>/
+(charlm.io.mixture).
 """
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from charlm import __version__, names
 from charlm.data.vocab import Vocab
 from charlm.errors import CheckpointError
+from charlm.io import mixture
 from charlm.io.npz import load_checkpoint, save_checkpoint
 from charlm.io.progress import Progress, check_field
 from charlm.nn import adaptive, kneser_ney, model, output
@@ -41,6 +49,8 @@ EMBEDDING_VERSION = 2           # the first format with a learned input embeddin
 WEIGHTS_ONLY_VERSION = 2        # the first format with weights-only files
 ADAPTIVE_VERSION = 3            # the first format with an adaptive softmax
 RESET_VERSION = 4               # the first format with a document separator (reset_at)
+MIXTURE_VERSION = mixture.MIXTURE_VERSION   # the first format with mixtures
+ADAPT_VERSION = 4               # the first format with dynamic evaluation's gradient RMS
 KIND = "charlm-checkpoint"
 MAX_VOCAB = 0x110000
 MAX_HIDDEN = 65536
@@ -67,10 +77,11 @@ class Loaded:
 
 
 def kind_of(config):
-    """"ngram" or "neural": which model a checkpoint's config describes (the one place)."""
+    """"ngram", "mixture" or "neural": which model a checkpoint's config describes (the one
+    place)."""
     m = config.get("model") if isinstance(config, dict) else None
     cell = m.get("cell") if isinstance(m, dict) else None
-    return names.NGRAM if cell == names.NGRAM else "neural"
+    return cell if cell in (names.NGRAM, names.MIXTURE) else "neural"
 
 
 def model_config_from(config, version=FORMAT_VERSION):
@@ -127,8 +138,11 @@ def _needs(version, first, field, present):
         raise CheckpointError(f"config field '{field}' needs format {first}, not {version}")
 
 
-def format_version(model_section, weights_only=False):
-    """The oldest format that holds a model with this model section (and weights only)."""
+def format_version(model_section, weights_only=False, adapt_rms=False):
+    """The oldest format that holds a model with this model section (and weights only, and
+    the gradient RMS of dynamic evaluation)."""
+    if adapt_rms:
+        return ADAPT_VERSION
     if model_section.get("reset_at"):
         return RESET_VERSION
     if model_section.get("softmax", output.FULL) != output.FULL:
@@ -149,6 +163,8 @@ def schema(config, version):
         raise CheckpointError(f"unknown checkpoint format version {version}")
     if kind_of(config) == names.NGRAM:
         return _ngram_schema(config)
+    if kind_of(config) == names.MIXTURE:
+        return mixture.schema(config, version, schema, MAX_VOCAB)
     return _neural_schema(config, version)
 
 
@@ -158,6 +174,10 @@ def _neural_schema(config, version):
     shapes = model.param_shapes(cfg)
     members = {f"params/{name}": ("<f4", shape) for name, shape in shapes.items()}
     members["meta/vocab"] = ("<i4", (cfg.vocab_size,))
+    if "adapt_rms" in config:
+        check_field(config, "adapt_rms", dict)
+        _needs(version, ADAPT_VERSION, "adapt_rms", True)
+        members["adapt/rms"] = ("<f4", (sum(math.prod(s) for s in shapes.values()),))
     if is_weights_only(config, version):
         return members      # no training settings needed (a model imported from PyTorch has none)
     train = config.get("train")
@@ -221,6 +241,46 @@ def save_neural(path, sections, params, vocab, moments, state):
 def save_ngram(path, sections, ngram_model, vocab):
     """A fitted Kneser-Ney model; sections: model (order, sizes), train, progress and data."""
     _save(path, ngram_model.to_arrays(), vocab, sections)
+
+
+def save_mixture(path, models, weights, forgetting):
+    """A self-contained mixture of the Loaded checkpoints models (not mixtures), the first
+    one's vocabulary its ids; a recurrent model goes in as its weights alone (and its
+    gradient RMS, adapt/rms, if its config has "adapt_rms")."""
+    arrays, entries = {}, []
+    for i, loaded in enumerate(models):
+        config, members, version = loaded.config, loaded.arrays, loaded.format_version
+        if loaded.kind == "neural":
+            members = {k: v for k, v in members.items() if not k.startswith(("optim/", "state/"))}
+            config = config | {"weights_only": True}
+            version = format_version(config["model"], True, "adapt_rms" in config)
+        entries.append({"config": config, "format_version": version})
+        arrays |= {mixture.prefix(i) + key: value for key, value in members.items()}
+    first = models[0].config
+    sections = {"model": {"cell": names.MIXTURE, "vocab_size": models[0].vocab.size,
+                          "components": entries, "weights": weights, "forgetting": forgetting},
+                "train": first.get("train"), "data": first.get("data")}
+    _save(path, arrays, models[0].vocab, sections, MIXTURE_VERSION)
+
+
+def mixture_parts(loaded):
+    """The Loaded checkpoint of each model in a loaded mixture, and (weights, forgetting)."""
+    parts = []
+    m = loaded.config["model"]
+    for i, entry in enumerate(m["components"]):
+        p = mixture.prefix(i)
+        arrays = {k[len(p):]: v for k, v in loaded.arrays.items() if k.startswith(p)}
+        try:
+            vocab = Vocab.from_array(arrays["meta/vocab"])
+        except ValueError as exc:
+            raise CheckpointError(f"{loaded.path}: model {i} has an invalid vocabulary "
+                                  f"({exc})") from None
+        parts.append(Loaded(loaded.path, entry["config"], arrays, vocab,
+                            entry["format_version"]))
+    if parts[0].vocab != loaded.vocab:
+        raise CheckpointError(f"{loaded.path}: the mixture's vocabulary is not its first "
+                              "model's")
+    return parts, mixture.check_settings(m, len(parts))
 
 
 def load(path):

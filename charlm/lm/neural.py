@@ -1,7 +1,7 @@
 """The recurrent model (charlm.nn) behind the language-model interface."""
 
 from charlm.io import checkpoint
-from charlm.nn.inference import Stepper, score_ids
+from charlm.nn.inference import Stepper, position_log_probs, score_ids
 
 
 class NeuralLM:
@@ -13,12 +13,17 @@ class NeuralLM:
         self.parameters = sum(int(v.size) for v in self.params.values())
         # the document separator as ids (checkpoint.load checked its characters are known)
         self.reset_ids = self.vocab.encode(self.model_config.reset_at)[0]
+        self.adapt_rms = loaded.arrays.get("adapt/rms")   # dynamic evaluation's, if stored
 
     def describe(self):
         return self.model_config.describe()
 
     def score(self, ids, streams=1):
         return score_ids(self.params, self.model_config, ids, streams, reset_ids=self.reset_ids)
+
+    def log_probs(self, ids, streams=1):
+        return position_log_probs(self.params, self.model_config, ids, streams,
+                                  reset_ids=self.reset_ids)
 
     def stepper(self):
         return Stepper(self.params, self.model_config, self.reset_ids)

@@ -181,5 +181,7 @@ def _auto_size(plan):
     choice = autosize.choose(tcfg.cell, vocab.size, len(plan.train_ids), tcfg.time_budget,
                              tcfg.batch_size, tcfg.seq_len, time_step, tcfg.embed,
                              largevocab.autosize_view(tcfg, plan.train_ids))
-    return replace(tcfg, layers=choice.layers, hidden=choice.hidden,
-                   dropout=choice.dropout), choice
+    tcfg = replace(tcfg, layers=choice.layers, hidden=choice.hidden, dropout=choice.dropout)
+    if choice.passes and not (tcfg.epochs or tcfg.steps):
+        tcfg = replace(tcfg, epochs=choice.passes)
+    return tcfg, choice
