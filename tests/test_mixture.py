@@ -12,7 +12,7 @@ from test_checkpoint import mutate
 from charlm import lm
 from charlm.cli import main
 from charlm.errors import CheckpointError, UsageError
-from charlm.io import checkpoint, npz
+from charlm.io import checkpoint, mixture_file, npz
 from charlm.lm import mixture
 
 TINY = ("--hidden", "8", "--layers", "1", "--batch-size", "2", "--seq-len", "8", "--quiet")
@@ -74,19 +74,34 @@ def test_log_probs_are_the_terms_of_the_score(runs):
 
 def test_online_weights_move_toward_the_better_model():
     rng = np.random.default_rng(0)
-    n = 3000
+    n = 5000
     good = -1.0 + 0.1 * rng.standard_normal(n)
     bad = good - 0.5                          # half a nat worse at every position
     w = mixture.online_weights(np.stack([bad, good]), forgetting=0.0)
-    assert w[:, 0].tolist() == [0.5, 0.5]     # nothing seen yet: the prior
-    assert np.all(np.diff(w[1, :30]) > 0)     # more evidence, more weight to the better model
-    assert np.all(np.diff(w[1]) >= 0)
-    assert w[1, 20] > 0.99
+    assert w[:, 0].tolist() == [0.5, 0.5]     # nothing seen yet: equal weights
+    per_chunk = w[1, ::mixture.CHUNK]
+    assert np.all(np.diff(per_chunk) > 0)     # more evidence, more weight to the better model
+    assert w[1, -1] > 0.8
     # with forgetting the weights follow a text whose better model changes
-    switched = np.stack([np.concatenate([bad[:1500], good[1500:]]),
-                         np.concatenate([good[:1500], bad[1500:]])])
+    switched = np.stack([np.concatenate([bad[:2500], good[2500:]]),
+                         np.concatenate([good[:2500], bad[2500:]])])
     w = mixture.online_weights(switched, forgetting=0.01)
-    assert w[1, 1499] > 0.99 and w[0, -1] > 0.99
+    assert w[1, 2499] > 0.9 and w[0, -1] > 0.5
+    assert np.all(np.diff(w[0, 2560::mixture.CHUNK]) > 0)
+
+
+def test_online_weights_keep_two_models_that_make_different_mistakes():
+    """Each model is sure where the other is lost: interpolation beats both, where a
+    posterior over "which model wrote this" would settle on one of them."""
+    n = 4000
+    sure, lost = np.log(0.9), np.log(0.02)
+    a = np.where(np.arange(n) % 3 == 0, lost, sure)
+    b = np.where(np.arange(n) % 3 == 0, sure, np.log(0.3))
+    lp = np.stack([a, b])
+    w = mixture.online_weights(lp, forgetting=0.0)
+    assert 0.3 < w[0, -1] < 0.9
+    mixed = -mixture.mixed_log_probs(lp, w).mean()
+    assert mixed < min(-a.mean(), -b.mean()) - 0.1
 
 
 def test_online_weights_use_only_earlier_positions():
@@ -106,10 +121,14 @@ def test_online_weights_match_the_sequential_update():
     rng = np.random.default_rng(2)
     lp = -rng.random((2, 600)) * 4
     f = 0.02
-    s, expected = np.full(2, -np.log(2)), []
+    evidence, pending, expected = np.ones(2), np.zeros(2), []
     for t in range(600):
-        expected.append(np.exp(s) / np.exp(s).sum())
-        s = (1 - f) * (s + lp[:, t])
+        w = evidence / evidence.sum()
+        expected.append(w)
+        r = w * np.exp(lp[:, t]) / (w * np.exp(lp[:, t])).sum()
+        pending = (1 - f) * pending + r
+        if (t + 1) % mixture.CHUNK == 0:
+            evidence, pending = (1 - f) ** mixture.CHUNK * evidence + pending, np.zeros(2)
     np.testing.assert_allclose(mixture.online_weights(lp, f), np.array(expected).T, rtol=1e-9)
 
 
@@ -227,7 +246,7 @@ def mixfile(runs, tmp_path):
     root, _ = runs
     parts = [checkpoint.load(root / n / "best.npz") for n in ("gru", "ngram")]
     path = tmp_path / "m.npz"
-    checkpoint.save_mixture(path, parts, None, 0.001)
+    mixture_file.save_mixture(path, parts, None, 0.001)
     return path
 
 

@@ -20,7 +20,7 @@ def mix(
     """Write a mixture of CHECKPOINTS that sample, eval perplexity and info accept."""
     from charlm import lm
     from charlm.errors import UsageError
-    from charlm.io import checkpoint
+    from charlm.io import checkpoint, mixture_file
     from charlm.lm.mixture import MixtureLM
     from charlm.names import MIXTURE
     if out.exists() and not force:
@@ -33,5 +33,5 @@ def mix(
             raise UsageError(f"{part.path} is a mixture; mix the models it holds instead")
     mixture = MixtureLM([lm.from_checkpoint(part) for part in loaded], mix_weights, forgetting)
     weights = None if mixture.weights is None else [float(w) for w in mixture.weights]
-    checkpoint.save_mixture(out, loaded, weights, mixture.forgetting)
+    mixture_file.save_mixture(out, loaded, weights, mixture.forgetting)
     print(f"wrote {out}: {mixture.describe()}")

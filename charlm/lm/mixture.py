@@ -9,25 +9,30 @@ Models whose characters differ are refused, naming what one knows and another la
 character only some models know would need every model's whole distribution at every position
 to renormalise, which scoring avoids (it never builds an (N, V) array).
 
-Weights. Fixed weights (--mix-weights) are used as given, normalised. Otherwise they adapt
-online, a Bayesian mixture with a little forgetting: with s_i = log w_i up to a constant,
+Weights. Fixed weights (--mix-weights) are used as given, normalised. Otherwise they are
+learnt online by EM for interpolation weights, from the text already scored only: each scored
+position gives each model its responsibility r_i = w_i p_i / sum_j w_j p_j, and the weights are
+the models' shares of the responsibilities so far (one pseudo-count each to start from, equal
+weights), with old evidence fading by a factor 1 - f per character:
 
-    s_i(0) = log(1 / K)          s_i(t + 1) = (1 - f) * (s_i(t) + log p_i(x_t | x_<t))
+    a_i <- (1 - f) a_i + r_i(t)        w_i = a_i / sum_j a_j
 
-so the weights that predict x_t come from x_<t only: nothing is fitted on the text being scored.
-f = 0 is the exact posterior over "which model made this text"; f > 0 forgets old evidence
-geometrically, so the mixture can follow a text where the better model changes.
+The weights are updated every CHUNK characters (the positions of a chunk are predicted with
+the weights of the chunks before it), in scoring and sampling alike. Unlike a Bayesian
+posterior over "which model wrote this text", which soon puts all its weight on the better
+model, these converge to the interpolation that predicts best, where two models that make
+different mistakes are both kept: the point of mixing a recurrent model with the n-gram.
 """
 
 import numpy as np
 
 from charlm.errors import CheckpointError, UsageError
-from charlm.io import checkpoint
+from charlm.io import mixture_file
 from charlm.io.mixture import MAX_FORGETTING, MAX_MODELS
 from charlm.names import MIX_FORGETTING, MIXTURE
 
 FORGETTING = MIX_FORGETTING     # measured on a tiny Shakespeare training slice (README)
-CHUNK = 256              # positions per vectorised weight update (bounds d^-k below e^27)
+CHUNK = 16               # characters between two updates of the online weights
 
 
 def align(models):
@@ -73,31 +78,32 @@ def check_forgetting(forgetting):
     return float(forgetting)
 
 
+def responsibilities(log_probs, weights):
+    """(K, L) w_i p_i / sum_j w_j p_j of each position, from (K, L) log-probs and (K,) weights;
+    the weights themselves where no model gives the character any probability."""
+    top = log_probs.max(axis=0)
+    finite = np.isfinite(top)
+    with np.errstate(invalid="ignore", over="ignore"):
+        e = weights[:, None] * np.exp(np.where(finite, log_probs - top, 0.0))
+    r = e / e.sum(axis=0)
+    return np.where(finite & np.isfinite(r), r, weights[:, None])
+
+
 def online_weights(log_probs, forgetting):
-    """(K, N) w_i used for each position, from log_probs (K, N) of the positions before it
-    (module docstring). Vectorised per chunk: s(t0 + j) = d^j (s(t0) + sum_{k<j} d^-k l(t0+k))
-    with d = 1 - f."""
+    """(K, N) the weights each position is predicted with, from log_probs (K, N) of the
+    positions before it only (module docstring)."""
     K, N = log_probs.shape
     d = 1.0 - forgetting
     out = np.empty((K, N), np.float64)
-    s = np.full(K, -np.log(K))
+    evidence = np.ones(K)
     for t0 in range(0, N, CHUNK):
         piece = log_probs[:, t0:t0 + CHUNK]
-        j = np.arange(piece.shape[1])
-        running = np.cumsum(piece * d ** (-j), axis=1)                # (K, L) sum over k <= j
-        before = np.zeros_like(running)                               # sum over k < j: only
-        before[:, 1:] = running[:, :-1]                               # earlier positions
-        out[:, t0:t0 + CHUNK] = d ** j * (s[:, None] + before)
-        s = d ** len(j) * (s + running[:, -1])                        # s at the next chunk
-        s -= s.max()                                                  # only differences count
-    return normalised(out)
-
-
-def normalised(log_w):
-    """softmax over axis 0 of (K, ...) log-weights. Equal rows give exactly 1/K each, so
-    a model mixed with itself scores exactly as itself (see mixed_log_probs)."""
-    w = np.exp(log_w - log_w.max(axis=0))
-    return w / w.sum(axis=0)
+        L = piece.shape[1]
+        w = evidence / evidence.sum()
+        out[:, t0:t0 + L] = w[:, None]
+        fading = d ** np.arange(L - 1, -1, -1)                       # the last counts fully
+        evidence = d ** L * evidence + (responsibilities(piece, w) * fading).sum(axis=1)
+    return out
 
 
 def mixed_log_probs(log_probs, weights):
@@ -152,8 +158,8 @@ class MixtureLM:
 
 
 class MixtureStepper:
-    """Each model's stepper, its log-probabilities in the mixture's ids, mixed with the
-    weights of the characters fed so far (updated as in scoring)."""
+    """Each model's stepper, its log-probabilities in the mixture's ids, mixed with weights
+    learnt from the characters fed so far exactly as scoring learns them (per CHUNK)."""
 
     def __init__(self, mixture):
         self.mixture = mixture
@@ -164,21 +170,42 @@ class MixtureStepper:
         for s in self.steppers:
             s.reset()
         K = len(self.steppers)
-        self.s = np.full(K, -np.log(K))
+        self.evidence, self.pending, self.seen = np.ones(K), np.zeros(K), 0
+        self.weights = self.mixture.weights if self.mixture.weights is not None \
+            else self.evidence / K
         self.previous = None                    # (K, V) the last step's log-probs
+
+    def snapshot(self):
+        return ([s.snapshot() for s in self.steppers], self.evidence.copy(),
+                self.pending.copy(), self.seen, self.weights.copy(), self.previous)
+
+    def restore(self, snapshot):
+        inner, evidence, pending, seen, weights, previous = snapshot
+        for s, saved in zip(self.steppers, inner):
+            s.restore(saved)
+        self.evidence, self.pending = evidence.copy(), pending.copy()
+        self.seen, self.weights, self.previous = seen, weights.copy(), previous
 
     def step(self, char_id):
         mix = self.mixture
         if self.previous is not None and mix.weights is None:
-            self.s = (1.0 - mix.forgetting) * (self.s + self.previous[:, char_id])
-            self.s -= self.s.max()
+            self._learn(self.previous[:, [char_id]])
         rows = []
         for stepper, ix in zip(self.steppers, mix.maps):
             logits = np.asarray(stepper.step(int(ix[char_id])), np.float64)
             rows.append(_log_softmax(logits)[ix])
         self.previous = np.stack(rows)                                     # (K, V)
-        w = normalised(self.s) if mix.weights is None else mix.weights
-        return mixed_log_probs(self.previous, w[:, None])
+        return mixed_log_probs(self.previous, self.weights[:, None])
+
+    def _learn(self, log_probs):
+        """The fed character was the last prediction's target: its responsibilities."""
+        d = 1.0 - self.mixture.forgetting
+        self.pending = d * self.pending + responsibilities(log_probs, self.weights)[:, 0]
+        self.seen += 1
+        if self.seen == CHUNK:
+            self.evidence = d ** CHUNK * self.evidence + self.pending
+            self.pending, self.seen = np.zeros_like(self.pending), 0
+            self.weights = self.evidence / self.evidence.sum()
 
 
 def _log_softmax(logits):
@@ -203,7 +230,7 @@ def with_mix(model, others, weights=None):
 def from_loaded(loaded, from_checkpoint):
     """The MixtureLM of a loaded mixture checkpoint (charlm.io.mixture); from_checkpoint
     builds each model (charlm.lm.from_checkpoint)."""
-    parts, (weights, forgetting) = checkpoint.mixture_parts(loaded)
+    parts, (weights, forgetting) = mixture_file.mixture_parts(loaded)
     models = [from_checkpoint(part) for part in parts]
     try:
         return MixtureLM(models, weights, forgetting, loaded.path, loaded.config,

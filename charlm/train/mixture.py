@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from charlm import lm
-from charlm.io import checkpoint
+from charlm.io import checkpoint, mixture_file
 from charlm.lm.adapt import training_rms
 from charlm.lm.mixture import FORGETTING, MixtureLM, mixed_log_probs, online_weights
 from charlm.nn import kneser_ney
@@ -62,7 +62,7 @@ class RunMixture:
                         models[1].log_probs(self.val_ids)])                      # (2, N - 1)
         mixed = mixed_log_probs(lps, online_weights(lps, FORGETTING))
         nats = [float(-lps[0].mean()), float(-mixed.mean())]
-        checkpoint.save_mixture(out / MIX_FILE, parts, None, FORGETTING)
+        mixture_file.save_mixture(out / MIX_FILE, parts, None, FORGETTING)
         record = {"event": "mixture", "model_val": nats[0], "ngram_val": self.ngram_val,
                   "mix_val": nats[1], "ngram_order": self.order,
                   "ngram_seconds": round(self.fit_seconds, 3),
