@@ -18,4 +18,4 @@ SCHEDULES = ("constant", "cosine", "step")
 # measured on tiny Shakespeare's training split, never on the text scored
 ADAPT_DEFAULTS = (3e-4, 0.01, 256)
 # a mixture's online weights forget this share of their evidence per character (--forgetting)
-MIX_FORGETTING = 0.001
+MIX_FORGETTING = 0.0001
