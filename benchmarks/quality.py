@@ -299,7 +299,8 @@ def main_large_vocab(args, budgets, have_torch):
         "`nn.Embedding` + the cell and size charlm chose + `nn.Linear` and a full softmax, with "
         "PyTorch's initialisation and charlm's dropout, Adam, schedule, batch, unroll and "
         "clipping, for the same training time (validation not counted); best of 20 validations "
-        "over the run (4 on a long validation split), and its last. The Kneser-Ney order is the best on validation (2 to 7).",
+        "over the run (4 on a long validation split), and its last. The Kneser-Ney order is "
+        "the best on validation (2 to 7).",
         "", "| budget | charlm defaults | model chosen | steps | PyTorch embedding + full softmax "
         "(best / last) | best Kneser-Ney |", "|---:|---:|---|---:|---:|---:|"]
     for r in rows:
