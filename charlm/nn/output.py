@@ -39,7 +39,7 @@ def init(params, cfg, rng):
         if len(shape) != 2:
             continue
         if cfg.softmax == ADAPTIVE:
-            bound = 1.0 / np.sqrt(shape[1])
+            bound = 1.0 / np.sqrt(max(shape[1], 1))        # a (n, 0) tail holds nothing
             params[name][...] = rng.uniform(-bound, bound, shape)
         else:
             xavier_uniform(params[name], shape[1], shape[0], rng)
