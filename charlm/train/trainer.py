@@ -6,6 +6,7 @@ from its own zero state. The library never prints: `Trainer.run()` yields event 
 CLI renders.
 """
 
+import bisect
 import math
 import time
 from dataclasses import asdict
@@ -20,9 +21,11 @@ from charlm.io.progress import Progress
 from charlm.nn import model, optim, output
 from charlm.nn.inference import score_ids
 from charlm.nn.workspace import Workspace
-from charlm.train.guard import DivergenceGuard
-from charlm.train.rundir import append_metrics
+from charlm.train.guard import Divergence, DivergenceGuard
+from charlm.train.rundir import append_metrics, validation_record
+from charlm.train.snapshot import Snapshot
 from charlm.train.stopping import EvalSchedule, StoppingRule, total_steps
+from charlm.train.watch import sample_text
 
 # numpy's warnings about overflow are noise here: non-finite values are handled (skipped or
 # reported as divergence) by the code that sees them
@@ -64,6 +67,7 @@ class Trainer:
             restore(self, resume)
         self.stop_signal = None                           # set by the CLI's signal handler
         self.auto_size = None                             # what auto-size chose and predicted
+        self.validations = 0                              # in this process, for --sample-every
         self.guard = DivergenceGuard(tcfg, self.out)
         self.total_steps = total_steps(tcfg, self.windows)
         self.stopping = StoppingRule(self.total_steps, tcfg.time_budget, tcfg.patience)
@@ -90,48 +94,82 @@ class Trainer:
         schedule = EvalSchedule(self.tcfg, self.total_steps, p.elapsed, one_validation)
         chars_per_step = self.tcfg.batch_size * self.tcfg.seq_len
         train_losses, window_start = [], time.perf_counter()
+        self.snapshot = Snapshot(self)
         append_metrics(self.out, {"event": "start", "at_step": p.step, "elapsed": p.elapsed,
                                   "parameters": self.flat.size, "auto_size": self.auto_size})
         yield {"event": "start", "total_steps": self.total_steps, "parameters": self.flat.size,
                "steps_per_epoch": self.windows}
         while True:
-            step_loss, norm = self.train_step()
-            p.elapsed = time.perf_counter() - started
-            if math.isfinite(step_loss):
-                train_losses.append(step_loss)
-            rate = chars_per_step / max(time.perf_counter() - window_start, 1e-9)
-            window_start = time.perf_counter()
-            yield {"event": "step", "step": p.step, "loss": step_loss, "grad_norm": norm,
-                   "lr": self._lr(), "chars_per_s": rate, "elapsed": p.elapsed,
-                   "epoch": p.epoch}
-            if self.stop_signal is not None:
-                self._save("last.npz")
-                yield {"event": "interrupted", "signal": self.stop_signal, "step": p.step,
-                       "path": str(self.out / "last.npz")}
-                return
-            due = schedule.due(p)
-            done = stop.after_step(p, due)
+            try:
+                step_loss, norm = self.train_step()
+                p.elapsed = time.perf_counter() - started
+                if math.isfinite(step_loss):
+                    train_losses.append(step_loss)
+                rate = chars_per_step / max(time.perf_counter() - window_start, 1e-9)
+                window_start = time.perf_counter()
+                yield {"event": "step", "step": p.step, "loss": step_loss, "grad_norm": norm,
+                       "lr": self._lr(), "chars_per_s": rate, "elapsed": p.elapsed,
+                       "epoch": p.epoch, "skipped": math.isnan(norm)}
+                if self.stop_signal is not None:
+                    self._save("last.npz")
+                    yield {"event": "interrupted", "signal": self.stop_signal, "step": p.step,
+                           "path": str(self.out / "last.npz")}
+                    return
+                due = schedule.due(p)
+                done = stop.after_step(p, due)
+                if done or due:
+                    yield self._evaluate_and_save(sum(train_losses) / max(len(train_losses), 1))
+            except Divergence as divergence:
+                p.elapsed = time.perf_counter() - started
+                yield self._roll_back(divergence)
+                p, done, due = self.progress, False, True     # due: the schedule starts over
             if done or due:
-                yield self._evaluate_and_save(sum(train_losses) / max(len(train_losses), 1))
                 train_losses, window_start = [], time.perf_counter()
                 schedule.done(p)
-                if stop.out_of_patience(p):
-                    yield {"event": "early_stop", "step": p.step}
-                    done = True
+            if (done or due) and stop.out_of_patience(p):
+                yield {"event": "early_stop", "step": p.step}
+                done = True
             if done:
                 break
         p.elapsed = time.perf_counter() - started
         yield {"event": "done", "step": p.step, "elapsed": p.elapsed, "best_val": p.best_val,
-               "last_val": p.last_val, "parameters": int(self.flat.size), "skipped": p.skipped}
+               "last_val": p.last_val, "parameters": int(self.flat.size), "skipped": p.skipped,
+               "rollbacks": p.rollbacks}
+
+    def _roll_back(self, divergence):
+        """Back to the last good state with half the learning rate, the batch that diverged to
+        be skipped; a DivergedError once --max-rollbacks are spent. Returns the event."""
+        p = self.progress
+        if p.rollbacks >= self.tcfg.max_rollbacks:
+            raise self.guard.final(divergence, p)
+        at_step = p.step + (divergence.step is not None)
+        p.rollbacks += 1
+        p.lr_scale /= 2
+        if divergence.step is not None and divergence.step not in p.skip_at:
+            bisect.insort(p.skip_at, divergence.step)
+        self.snapshot.restore(self)
+        record = {"event": "rollback", "step": at_step, "to_step": self.progress.step,
+                  "reason": divergence.message, "lr": self.tcfg.lr * p.lr_scale,
+                  "skip_step": divergence.step, "rollbacks": p.rollbacks,
+                  "elapsed": round(p.elapsed, 3)}
+        append_metrics(self.out, record)
+        return record
 
     def _lr(self):
         t = self.tcfg
-        return t.lr * optim.schedule_factor(t.lr_schedule, self.stopping.fraction(self.progress),
-                                            t.warmup)
+        factor = optim.schedule_factor(t.lr_schedule, self.stopping.fraction(self.progress),
+                                       t.warmup)
+        return t.lr * self.progress.lr_scale * factor
 
     def train_step(self):
-        """One TBPTT step; returns (mean loss in nats, gradient norm before clipping)."""
+        """One TBPTT step; returns (mean loss in nats, gradient norm before clipping), NaNs for
+        a batch skipped after a rollback. Raises Divergence (before any update) when the loss
+        or gradient is not finite or the loss explodes."""
         t, p = self.tcfg, self.progress
+        if p.step + 1 in p.skip_at:                            # its batch diverged before
+            p.skipped += 1
+            self._advance()
+            return math.nan, math.nan
         x, y = self.batches[p.window]                                 # (T, B) each
         with np.errstate(**QUIET):
             nll_sum, new_state, _ = model.loss_and_grads(
@@ -140,21 +178,19 @@ class Trainer:
             step_loss = nll_sum / y.size
             norm = optim.global_norm(self.grad_flat)
             # Checked before clipping: an inf norm times a clip factor would become NaN weights
-            if math.isfinite(step_loss) and math.isfinite(norm):
-                self.guard.finite_step(p, step_loss)
-                clip_and_step(self.grad_flat, norm, self.opt, self._lr(), t)
-                self.state = restart_some(new_state, self.rng, t.state_reset)
-            else:
-                self.guard.skipped_step(p, step_loss, norm)
-                finite = all(np.isfinite(a).all() for layer in new_state for a in layer)
-                self.state = (new_state if finite else
-                              model.initial_state(self.mcfg, t.batch_size))
+            self.guard.check_step(p, step_loss, norm)
+            clip_and_step(self.grad_flat, norm, self.opt, self._lr(), t)
+            self.state = restart_some(new_state, self.rng, t.state_reset)
+        self._advance()
+        return step_loss, norm
+
+    def _advance(self):
+        p = self.progress
         p.step += 1
         p.window += 1
         if p.window == self.windows:
             p.window = 0
             p.epoch += 1
-        return step_loss, norm
 
     def validation_loss(self, ids=None):
         """Mean nats/char on the validation split (or ids), by the code `eval perplexity` uses."""
@@ -170,6 +206,9 @@ class Trainer:
         val = self.validation_loss()
         self.guard.check_validation(p, val)
         improved = p.record_validation(val)
+        sample = self._sample()
+        if self.guard.good_state(p, val):
+            self.snapshot = Snapshot(self)
         # measured times only go into the checkpoint (the start-up estimate may be far off);
         # this one without its saves, which the next checkpoint then counts too
         self.stopping.validated(time.perf_counter() - started, p)
@@ -178,8 +217,18 @@ class Trainer:
             self._save("best.npz")
         self.stopping.validated(time.perf_counter() - started, p)
         record = validation_record(p, self.tcfg, train_loss, val, self._lr())
+        if sample is not None:
+            record["sample"] = sample
         append_metrics(self.out, record)
         return {"event": "eval", **record, "best_val": p.best_val, "improved": improved}
+
+    def _sample(self):
+        """A short sample at every --sample-every'th validation, else None."""
+        every, count = self.tcfg.sample_every, self.validations
+        self.validations += 1
+        if not every or count % every:
+            return None
+        return sample_text(self.params, self.mcfg, self.vocab, self.tcfg.seed)
 
     def _save(self, name):
         """last.npz: all a resume needs; best.npz: the weights alone (what users keep)."""
@@ -243,12 +292,3 @@ def clip_and_step(grad_flat, norm, opt, lr, tcfg):
         norm = optim.global_norm(grad_flat)
     optim.clip_by_norm(grad_flat, norm, tcfg.clip_norm)
     opt.step(grad_flat, lr)
-
-
-def validation_record(progress, tcfg, train_loss, val, lr):
-    """One line of metrics.jsonl: where the run is and how it scores."""
-    p = progress
-    return {"step": p.step, "epoch": p.epoch,
-            "chars_seen": p.step * tcfg.batch_size * tcfg.seq_len,
-            "elapsed": round(p.elapsed, 3), "train_loss": train_loss, "val_loss": val,
-            "lr": lr, "skipped": p.skipped}
