@@ -6,7 +6,6 @@ from its own zero state. The library never prints: `Trainer.run()` yields event 
 CLI renders.
 """
 
-import bisect
 import math
 import time
 from dataclasses import asdict
@@ -22,8 +21,8 @@ from charlm.nn import model, optim, output
 from charlm.nn.inference import score_ids
 from charlm.nn.workspace import Workspace
 from charlm.train.guard import Divergence, DivergenceGuard
+from charlm.train.rollback import Snapshot, roll_back
 from charlm.train.rundir import append_metrics, validation_record
-from charlm.train.snapshot import Snapshot
 from charlm.train.stopping import EvalSchedule, StoppingRule, total_steps
 from charlm.train.watch import sample_text
 
@@ -86,12 +85,7 @@ class Trainer:
             yield {"event": "complete", "step": p.step}
             return
         started = time.perf_counter() - p.elapsed
-        one_validation = 0.0
-        if self.tcfg.time_budget:            # the longest validation so far, or an estimate
-            one_validation = p.validation_seconds or time_validation(self.validation_loss,
-                                                                     self.val_ids)
-            stop.estimated(p.validation_seconds or 1.5 * one_validation + 0.5)
-        schedule = EvalSchedule(self.tcfg, self.total_steps, p.elapsed, one_validation)
+        schedule = eval_schedule(self)
         chars_per_step = self.tcfg.batch_size * self.tcfg.seq_len
         train_losses, window_start = [], time.perf_counter()
         self.snapshot = Snapshot(self)
@@ -111,7 +105,7 @@ class Trainer:
                        "lr": self._lr(), "chars_per_s": rate, "elapsed": p.elapsed,
                        "epoch": p.epoch, "skipped": math.isnan(norm)}
                 if self.stop_signal is not None:
-                    self._save("last.npz")
+                    save(self, "last.npz")
                     yield {"event": "interrupted", "signal": self.stop_signal, "step": p.step,
                            "path": str(self.out / "last.npz")}
                     return
@@ -121,7 +115,7 @@ class Trainer:
                     yield self._evaluate_and_save(sum(train_losses) / max(len(train_losses), 1))
             except Divergence as divergence:
                 p.elapsed = time.perf_counter() - started
-                yield self._roll_back(divergence)
+                yield roll_back(self, divergence)
                 p, done, due = self.progress, False, True     # due: the schedule starts over
             if done or due:
                 train_losses, window_start = [], time.perf_counter()
@@ -136,25 +130,6 @@ class Trainer:
                "last_val": p.last_val, "parameters": int(self.flat.size), "skipped": p.skipped,
                "rollbacks": p.rollbacks}
 
-    def _roll_back(self, divergence):
-        """Back to the last good state with half the learning rate, the batch that diverged to
-        be skipped; a DivergedError once --max-rollbacks are spent. Returns the event."""
-        p = self.progress
-        if p.rollbacks >= self.tcfg.max_rollbacks:
-            raise self.guard.final(divergence, p)
-        at_step = p.step + (divergence.step is not None)
-        p.rollbacks += 1
-        p.lr_scale /= 2
-        if divergence.step is not None and divergence.step not in p.skip_at:
-            bisect.insort(p.skip_at, divergence.step)
-        self.snapshot.restore(self)
-        record = {"event": "rollback", "step": at_step, "to_step": self.progress.step,
-                  "reason": divergence.message, "lr": self.tcfg.lr * p.lr_scale,
-                  "skip_step": divergence.step, "rollbacks": p.rollbacks,
-                  "elapsed": round(p.elapsed, 3)}
-        append_metrics(self.out, record)
-        return record
-
     def _lr(self):
         t = self.tcfg
         factor = optim.schedule_factor(t.lr_schedule, self.stopping.fraction(self.progress),
@@ -168,7 +143,7 @@ class Trainer:
         t, p = self.tcfg, self.progress
         if p.step + 1 in p.skip_at:                            # its batch diverged before
             p.skipped += 1
-            self._advance()
+            advance(p, self.windows)
             return math.nan, math.nan
         x, y = self.batches[p.window]                                 # (T, B) each
         with np.errstate(**QUIET):
@@ -181,16 +156,8 @@ class Trainer:
             self.guard.check_step(p, step_loss, norm)
             clip_and_step(self.grad_flat, norm, self.opt, self._lr(), t)
             self.state = restart_some(new_state, self.rng, t.state_reset)
-        self._advance()
+        advance(p, self.windows)
         return step_loss, norm
-
-    def _advance(self):
-        p = self.progress
-        p.step += 1
-        p.window += 1
-        if p.window == self.windows:
-            p.window = 0
-            p.epoch += 1
 
     def validation_loss(self, ids=None):
         """Mean nats/char on the validation split (or ids), by the code `eval perplexity` uses."""
@@ -212,9 +179,9 @@ class Trainer:
         # measured times only go into the checkpoint (the start-up estimate may be far off);
         # this one without its saves, which the next checkpoint then counts too
         self.stopping.validated(time.perf_counter() - started, p)
-        self._save("last.npz")
+        save(self, "last.npz")
         if improved:
-            self._save("best.npz")
+            save(self, "best.npz")
         self.stopping.validated(time.perf_counter() - started, p)
         record = validation_record(p, self.tcfg, train_loss, val, self._lr())
         if sample is not None:
@@ -224,23 +191,32 @@ class Trainer:
 
     def _sample(self):
         """A short sample at every --sample-every'th validation, else None."""
-        every, count = self.tcfg.sample_every, self.validations
         self.validations += 1
-        if not every or count % every:
-            return None
-        return sample_text(self.params, self.mcfg, self.vocab, self.tcfg.seed)
+        if self.tcfg.sample_every and (self.validations - 1) % self.tcfg.sample_every == 0:
+            return sample_text(self.params, self.mcfg, self.vocab, self.tcfg.seed)
+        return None
 
-    def _save(self, name):
-        """last.npz: all a resume needs; best.npz: the weights alone (what users keep)."""
-        try:
-            if name == "best.npz":
-                checkpoint.save_weights(self.out / name, self.sections(), self.params,
-                                        self.vocab)
-                return
-            checkpoint.save_neural(self.out / name, self.sections(), self.params, self.vocab,
-                                   self.opt.moment_views, self.state)
-        except NonFiniteStateError as exc:
-            raise self.guard.unsaveable(exc) from None
+
+def save(trainer, name):
+    """last.npz: all a resume needs; best.npz: the weights alone (what users keep)."""
+    t = trainer
+    try:
+        if name == "best.npz":
+            checkpoint.save_weights(t.out / name, t.sections(), t.params, t.vocab)
+            return
+        checkpoint.save_neural(t.out / name, t.sections(), t.params, t.vocab,
+                               t.opt.moment_views, t.state)
+    except NonFiniteStateError as exc:
+        raise t.guard.unsaveable(exc) from None
+
+
+def advance(progress, windows):
+    """One step on: the next window, or the first of the next pass."""
+    progress.step += 1
+    progress.window += 1
+    if progress.window == windows:
+        progress.window = 0
+        progress.epoch += 1
 
 
 def restart_some(state, rng, chance):
@@ -256,6 +232,17 @@ def restart_some(state, rng, chance):
             for part in layer:
                 part[restart] = 0
     return state
+
+
+def eval_schedule(trainer):
+    """The run's EvalSchedule; with a time budget, the stopping rule told what a validation
+    will take (the longest so far, or an estimate)."""
+    p, one_validation = trainer.progress, 0.0
+    if trainer.tcfg.time_budget:
+        one_validation = p.validation_seconds or time_validation(trainer.validation_loss,
+                                                                 trainer.val_ids)
+        trainer.stopping.estimated(p.validation_seconds or 1.5 * one_validation + 0.5)
+    return EvalSchedule(trainer.tcfg, trainer.total_steps, p.elapsed, one_validation)
 
 
 def time_validation(validation_loss, val_ids):

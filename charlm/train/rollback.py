@@ -1,4 +1,4 @@
-"""The last good state of a run, kept in memory to roll back to when training diverges.
+"""Rolling back to the last good state of a run, kept in memory, when training diverges.
 
 Taken at the start and after every finite validation: the weights, the optimizer's moments
 and update count, the carried state, the generator and the progress (position, step, best
@@ -8,7 +8,10 @@ learning rate and the batches to skip. Nothing is re-read from disk: last.npz ma
 interrupted run's later state.
 """
 
+import bisect
 import copy
+
+from charlm.train.rundir import append_metrics
 
 # Progress fields that a rollback keeps from the present instead of the snapshot
 KEPT = ("elapsed", "budget_spent", "validation_seconds", "rollbacks", "lr_scale", "skip_at")
@@ -38,3 +41,23 @@ class Snapshot:
         for name in KEPT:
             setattr(progress, name, getattr(trainer.progress, name))
         trainer.progress = progress
+
+
+def roll_back(trainer, divergence):
+    """Back to the last good state with half the learning rate, the batch that diverged to
+    be skipped; a DivergedError once --max-rollbacks are spent. Returns the event."""
+    p = trainer.progress
+    if p.rollbacks >= trainer.tcfg.max_rollbacks:
+        raise trainer.guard.final(divergence, p)
+    at_step = p.step + (divergence.step is not None)
+    p.rollbacks += 1
+    p.lr_scale /= 2
+    if divergence.step is not None and divergence.step not in p.skip_at:
+        bisect.insort(p.skip_at, divergence.step)
+    trainer.snapshot.restore(trainer)
+    record = {"event": "rollback", "step": at_step, "to_step": trainer.progress.step,
+              "reason": divergence.message, "lr": trainer.tcfg.lr * p.lr_scale,
+              "skip_step": divergence.step, "rollbacks": p.rollbacks,
+              "elapsed": round(p.elapsed, 3)}
+    append_metrics(trainer.out, record)
+    return record
