@@ -40,13 +40,14 @@ class Chart:
 
 
 def ticks(lo, hi, count=5):
-    """Round tick values (1, 2 or 5 times a power of ten apart) inside [lo, hi]."""
+    """Round tick values inside [lo, hi], 1, 2 or 5 times a power of ten apart: the spacing
+    that gives the nearest to count intervals."""
     span = hi - lo
     if span <= 0 or not math.isfinite(span):
         return [lo]
     raw = span / max(count, 1)
     power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    step = min((m * power for m in (1, 2, 5, 10)), key=lambda step: abs(span / step - count))
     first = math.ceil(lo / step - 1e-9) * step
     return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
 
