@@ -119,7 +119,8 @@ def test_svg_has_a_polyline_per_series_inside_the_frame_and_a_legend(two_runs, t
     for polyline in lines:
         for pair in polyline.get("points").split():
             x, y = map(float, pair.split(","))
-            assert svg.LEFT <= x <= svg.WIDTH - svg.RIGHT and svg.TOP <= y <= svg.HEIGHT - svg.BOTTOM
+            assert svg.LEFT <= x <= svg.WIDTH - svg.RIGHT
+            assert svg.TOP <= y <= svg.HEIGHT - svg.BOTTOM
     xs = [float(p.split(",")[0]) for p in lines[0].get("points").split()]
     assert xs == sorted(xs) and xs[-1] == svg.WIDTH - svg.RIGHT      # the last step at the edge
     texts = [t.text for t in root.iter(f"{SVG}text")]
