@@ -19,9 +19,10 @@ SEPARATE_RECURRENT = False
 # first Adam steps push some above 1, and a state that is never squashed then grows without
 # bound over a long text: validating 111,539 characters of tiny Shakespeare from the zero
 # state overflowed to NaN at step 8 (1x64, batch 16 x 32, seed 3). Measured on it, 300
-# steps, best of 30,000 validation characters, seeds 1-3: orthogonal x 1 2.434, exploded,
-# 2.422; x 0.5 2.431, 2.428, 2.376; identity x 0.5 (Le et al. 2015) 2.438, 2.461, 2.464;
-# identity x 0.9 2.669, 2.821, 2.689.
+# steps, best of 30,000 validation characters, seeds 1-3, at 1x64 (batch 16 x 32):
+# orthogonal x 1 2.434, exploded, 2.422; x 0.5 2.431, 2.428, 2.376; identity x 0.5 (Le et
+# al. 2015) 2.438, 2.461, 2.464; identity x 0.9 2.669, 2.821, 2.689; at 2x128 (batch 32 x
+# 64): orthogonal x 1 2.080, 2.047, 2.086; x 0.5 2.057, 2.038, 2.067.
 RELU_RECURRENT_SCALE = 0.5
 
 
