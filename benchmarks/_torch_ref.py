@@ -117,3 +117,88 @@ def score_ids(model, cfg, ids, streams=1, chunk_len=256):
         logp = torch.log_softmax(logits, dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
         total -= float(logp[valid].sum(dtype=torch.float64))
     return total, n_pred
+
+
+class TorchLargeVocabLM(torch.nn.Module):
+    """The model a Chinese char-RNN tutorial writes: nn.Embedding(V, E) -> nn.GRU/LSTM/RNN with
+    dropout between layers -> dropout -> nn.Linear(H, V) (full) or the head and tails of
+    nn.AdaptiveLogSoftmaxWithLoss(head_bias=False) under charlm's top-level names."""
+
+    def __init__(self, cfg, dropout=0.0, softmax="full", cutoffs=(), div_value=4.0):
+        super().__init__()
+        kinds = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+        extra = {"nonlinearity": cfg.activation} if cfg.cell == "rnn" else {}
+        V, H = cfg.vocab_size, cfg.hidden
+        self.V, self.H, self.softmax = V, H, softmax
+        self.embed = torch.nn.Embedding(V, cfg.embed)
+        self.rnn = kinds[cfg.cell](cfg.embed, H, cfg.layers, dropout=dropout, **extra)
+        self.drop = torch.nn.Dropout(dropout)
+        if softmax == "adaptive":
+            asm = torch.nn.AdaptiveLogSoftmaxWithLoss(H, V, list(cutoffs), div_value)
+            self.head, self.tail = asm.head, asm.tail         # charlm's names: head.*, tail.*
+            object.__setattr__(self, "asm", asm)             # not a second copy in state_dict
+        else:
+            self.head = torch.nn.Linear(H, V)
+
+    def rows(self, x, state=None):
+        """x (T, B) ids -> the top layer's rows (T*B, H) after dropout, and the new state."""
+        hs, state = self.rnn(self.embed(x), state)
+        return self.drop(hs).reshape(-1, self.H), state
+
+    def loss(self, x, y, state=None):
+        rows, state = self.rows(x, state)
+        if self.softmax == "adaptive":
+            return self.asm(rows, y.reshape(-1)).loss, state
+        return F.cross_entropy(self.head(rows), y.reshape(-1)), state
+
+    @torch.no_grad()
+    def nll(self, x, y, state=None):
+        """Summed nats of y given x, and the new state."""
+        rows, state = self.rows(x, state)
+        if self.softmax == "adaptive":
+            logp = self.asm.log_prob(rows)
+        else:
+            logp = torch.log_softmax(self.head(rows), dim=-1)
+        return -float(logp.gather(1, y.reshape(-1, 1)).sum(dtype=torch.float64)), state
+
+
+class TorchLargeVocabTrainer(TorchTrainer):
+    """Stateful TBPTT for TorchLargeVocabLM with PyTorch's own initialisation (what a user of
+    the tutorials gets), Adam, global-norm clipping."""
+
+    def __init__(self, model, cfg, train_ids, batch_size, seq_len, lr=4e-3, clip_norm=5.0):
+        self.cfg, self.B, self.T, self.clip_norm = cfg, batch_size, seq_len, clip_norm
+        self.model = model
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.ids = torch.from_numpy(np.asarray(train_ids).astype(np.int64))
+        stream_len = (len(train_ids) - 1) // batch_size
+        self.windows = stream_len // seq_len
+        base = np.arange(batch_size)[None, :] * stream_len + np.arange(seq_len)[:, None]
+        self.base = torch.from_numpy(base.astype(np.int64))
+        self.window = 0
+        self.state = zero_state(cfg, batch_size)
+
+    def train_step(self):
+        idx = self.base + self.window * self.T
+        loss, state = self.model.loss(self.ids[idx], self.ids[idx + 1], self.state)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
+        self.opt.step()
+        self.state = detach(state)
+        self.window = (self.window + 1) % self.windows
+        return loss.item()
+
+    @torch.no_grad()
+    def validate(self, ids, chunk_len=256):
+        """Mean nats/char of ids, one stream from the zero state (charlm's --streams 1)."""
+        self.model.eval()
+        ids_t = torch.from_numpy(np.asarray(ids).astype(np.int64))
+        state, total = zero_state(self.cfg, 1), 0.0
+        for t0 in range(0, len(ids) - 1, chunk_len):
+            x = ids_t[t0:min(t0 + chunk_len, len(ids) - 1)].view(-1, 1)
+            y = ids_t[t0 + 1:t0 + 1 + len(x)].view(-1, 1)
+            nll, state = self.model.nll(x, y, state)
+            total += nll
+        self.model.train()
+        return total / (len(ids) - 1)

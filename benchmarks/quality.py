@@ -7,10 +7,18 @@ For each time budget, on the same 90/10 tail split:
     same warm-up + cosine schedule laid over the budget), batch, unroll and clipping, trained for
     the same wall-clock budget (skipped when torch is absent);
   * the 6-gram Kneser-Ney baseline (trained in about a second).
+A corpus with a large vocabulary (Chinese text: from charlm's ADAPTIVE_FROM distinct characters
+up) gets instead, beside charlm's defaults:
+  * PyTorch: the model every Chinese char-RNN tutorial writes, nn.Embedding + the cell and size
+    charlm chose + nn.Linear and a full softmax, with PyTorch's own initialisation, the same
+    dropout, Adam, schedule, batch, unroll and clipping, for the same training time; its best
+    validation over the run (as charlm keeps its best) and its last;
+  * the best Kneser-Ney order (2 to 7) on validation.
 Every final figure is a full validation pass from the zero state (`--streams 1`), mean nats/char.
 Writes benchmarks/QUALITY.md and a learning-curve picture benchmarks/quality.svg.
 
     python benchmarks/quality.py [--budgets 60,120,300,600] [--corpus PATH] [--no-torch]
+    python benchmarks/quality.py --corpus ../shared/corpora/zh-tang-song.txt --budgets 60,120,300
 """
 
 import argparse
@@ -97,16 +105,58 @@ def run_torch(corpus, budget, info):
     return curve, validate(1), validate(16)
 
 
-def run_ngram(corpus, workdir):
-    out = workdir / "ngram"
-    subprocess.run([*CHARLM, "train", str(corpus), "--cell", "ngram", "--out", str(out),
-                    "--force"], check=True, capture_output=True)
+def run_torch_large_vocab(corpus, budget, info, evals=20):
+    """nn.Embedding + the chosen cell and size + nn.Linear, PyTorch's initialisation, charlm's
+    recipe, trained for `budget` seconds of its own steps; validated `evals` times (one stream,
+    full pass, not counted in the budget). Returns (curve, best val, last val)."""
+    import torch
+    from _torch_ref import TorchLargeVocabLM, TorchLargeVocabTrainer
+
+    from charlm.data import text as data
+    from charlm.nn import optim
+    from charlm.nn.model import ModelConfig
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    torch.manual_seed(0)
+    m, t = info["model"], info["train"]
+    cfg = ModelConfig(cell=m["cell"], vocab_size=m["vocab_size"], hidden=m["hidden"],
+                      layers=m["layers"], activation=m["activation"], embed=m["embed"] or 64)
+    read = data.read_corpus([corpus])
+    train_ids, val_ids = data.split_train_val(read.ids, t["val_frac"])
+    model = TorchLargeVocabLM(cfg, dropout=m["dropout"])
+    trainer = TorchLargeVocabTrainer(model, cfg, train_ids, t["batch_size"], t["seq_len"],
+                                     lr=t["lr"], clip_norm=t["clip_norm"])
+    curve, trained_for, next_eval = [], 0.0, budget / evals
+    while trained_for < budget:
+        factor = optim.schedule_factor(t["lr_schedule"], trained_for / budget, t["warmup"])
+        for group in trainer.opt.param_groups:
+            group["lr"] = t["lr"] * factor
+        started = time.perf_counter()
+        trainer.train_step()
+        trained_for += time.perf_counter() - started
+        if trained_for >= next_eval or trained_for >= budget:
+            curve.append((trained_for, trainer.validate(val_ids)))
+            next_eval += budget / evals
+    return curve, min(v for _, v in curve), curve[-1][1]
+
+
+def best_ngram(corpus, workdir, orders=range(2, 8)):
+    """(order, val nats) of the Kneser-Ney order that scores validation best."""
+    scores = {order: run_ngram(corpus, workdir, order) for order in orders}
+    order = min(scores, key=scores.get)
+    return order, scores[order]
+
+
+def run_ngram(corpus, workdir, order=6):
+    out = workdir / f"ngram-{order}"
+    subprocess.run([*CHARLM, "train", str(corpus), "--cell", "ngram", "--order", str(order),
+                    "--out", str(out), "--force"], check=True, capture_output=True)
     return charlm_json("eval", "perplexity", out / "best.npz", "--corpus", corpus, "--split",
                        "val", "--json")["nats_per_char"]
 
 
-def sample_text(checkpoint, length=500):
-    out = subprocess.run([*CHARLM, "sample", str(checkpoint), "--prime", "ROMEO:", "--length",
+def sample_text(checkpoint, length=500, prime="ROMEO:"):
+    out = subprocess.run([*CHARLM, "sample", str(checkpoint), "--prime", prime, "--length",
                           str(length), "--seed", "1", "--unknown", "skip"],
                          check=True, capture_output=True, text=True)
     return out.stdout
@@ -177,6 +227,11 @@ def main():
     except ImportError:
         have_torch = False
 
+    from charlm.data import text as data
+    from charlm.train.config import ADAPTIVE_FROM
+
+    if data.read_corpus([args.corpus]).vocab.size >= ADAPTIVE_FROM:
+        return main_large_vocab(args, budgets, have_torch)
     rows, series, samples = [], {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -203,6 +258,70 @@ def main():
     svg_curves(series, REPO / "benchmarks" / "quality.svg",
                "tiny Shakespeare: validation loss against training time")
     write_markdown(rows, samples, args.corpus, have_torch)
+
+
+def main_large_vocab(args, budgets, have_torch):
+    """charlm's defaults, the PyTorch tutorial model of the same size and the best n-gram on a
+    large-vocabulary corpus; writes benchmarks/QUALITY-<corpus>.md and its curves."""
+    rows, series, samples = [], {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        order, ngram = best_ngram(args.corpus, workdir)
+        print(f"best Kneser-Ney: order {order}, {ngram:.4f}", flush=True)
+        for budget in budgets:
+            curve, final, ckpt, info, wall = run_charlm(args.corpus, budget, workdir)
+            size = describe(info)
+            series[f"charlm {budget:g} s"] = curve
+            samples[budget] = sample_text(ckpt, 200, prime="")
+            row = {"budget": budget, "charlm": final, "size": size, "steps": info["step"],
+                   "ngram": ngram, "order": order}
+            print(f"{budget:g} s: charlm {final:.4f} ({size}, {info['step']} steps, "
+                  f"{wall:.0f} s wall)", flush=True)
+            if have_torch and budget <= args.torch_max_budget:
+                torch_curve, best, last = run_torch_large_vocab(args.corpus, budget, info)
+                row["torch"], row["torch_last"] = best, last
+                series[f"PyTorch {budget:g} s"] = torch_curve
+                print(f"{budget:g} s: PyTorch best {best:.4f}, last {last:.4f}", flush=True)
+            rows.append(row)
+    name = args.corpus.stem
+    series[f"{order}-gram KN"] = [(0, ngram)]
+    svg_curves(series, REPO / "benchmarks" / f"quality-{name}.svg",
+               f"{name}: validation loss against training time")
+    lines = [
+        f"# Quality per CPU-minute: {name}", "",
+        f"Generated by `benchmarks/quality.py --corpus {args.corpus.name}` on "
+        f"{date.today().isoformat()}: {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, numpy {np.__version__} (last 10% validation, full pass from "
+        "the zero state, one stream, nats/char; lower is better).", "",
+        "charlm runs `charlm train CORPUS --time-budget B` with no other options (plus "
+        "`--eval-seconds 30`). PyTorch trains the model of the Chinese char-RNN tutorials, "
+        "`nn.Embedding` + the cell and size charlm chose + `nn.Linear` and a full softmax, with "
+        "PyTorch's initialisation and charlm's dropout, Adam, schedule, batch, unroll and "
+        "clipping, for the same training time (validation not counted); best of 20 validations "
+        "over the run, and its last. The Kneser-Ney order is the best on validation (2 to 7).",
+        "", "| budget | charlm defaults | model chosen | steps | PyTorch embedding + full softmax "
+        "(best / last) | best Kneser-Ney |", "|---:|---:|---|---:|---:|---:|"]
+    for r in rows:
+        torch_cell = f"{r['torch']:.4f} / {r['torch_last']:.4f}" if "torch" in r else "-"
+        lines.append(f"| {r['budget']:g} s | {r['charlm']:.4f} | {r['size']} | {r['steps']:,} | "
+                     f"{torch_cell} | {r['ngram']:.4f} ({r['order']}-gram) |")
+    lines += ["", f"![learning curves](quality-{name}.svg)", ""]
+    for budget, text in samples.items():
+        lines += [f"## 200 characters from the {budget:g} s model (seed 1)", "", "```",
+                  text.rstrip("\n"), "```", ""]
+    (REPO / "benchmarks" / f"QUALITY-{name}.md").write_text("\n".join(lines))
+    print(f"wrote benchmarks/QUALITY-{name}.md")
+
+
+def describe(info):
+    m = info["model"]
+    parts = [f"{m['layers']}x{m['hidden']} {m['cell'].upper()}"]
+    if m.get("embed"):
+        parts.append(f"embedding {m['embed']}")
+    if m.get("softmax") == "adaptive":
+        parts.append("adaptive softmax")
+    parts.append(f"dropout {m['dropout']:g}")
+    return ", ".join(parts)
 
 
 def write_markdown(rows, samples, corpus, have_torch):

@@ -1,10 +1,11 @@
-"""Mutation fuzz of the checkpoint loader, for longer runs than the test suite's 200 examples.
+"""Mutation fuzz of the checkpoint loaders, for longer runs than the test suite's 200 examples.
 
     python tests/fuzz_checkpoint.py [ITERATIONS] [SEED]      (make fuzz runs 20000)
 
-Each iteration mutates a valid toy checkpoint (stored or deflated) with the same edits as
-test_checkpoint.py's Hypothesis test and loads it. The only acceptable outcomes are a checkpoint
-that passes every schema check or a CheckpointError. Anything else is counted by exception type,
+Each iteration mutates a valid input with the same edits as the Hypothesis tests and loads it:
+a toy checkpoint (stored or deflated, test_checkpoint.py) or an exported safetensors file
+(charlm.io.safetensors, test_export.py). The only acceptable outcomes are a file that passes
+every check or a CheckpointError. Anything else is counted by exception type,
 the input is kept for a regression test, and the exit status is 1. Not collected by pytest (its
 name does not match test_*.py).
 """
@@ -18,27 +19,33 @@ from collections import Counter
 from pathlib import Path
 
 from test_checkpoint import load_outcome, mutate, valid_checkpoint_bytes
+from test_export import safetensors_outcome, valid_safetensors_bytes
+
+# (seed bytes, the loader's outcome function, the file's suffix)
+TARGETS = [(valid_checkpoint_bytes(deflated=False), load_outcome, ".npz"),
+           (valid_checkpoint_bytes(deflated=True), load_outcome, ".npz"),
+           (valid_safetensors_bytes(), safetensors_outcome, ".safetensors")]
 
 
 def main(argv: list[str]) -> int:
     iterations = int(argv[1]) if len(argv) > 1 else 1000
     seed = int(argv[2]) if len(argv) > 2 else 0
     rng = random.Random(seed)
-    seeds = [valid_checkpoint_bytes(deflated=False), valid_checkpoint_bytes(deflated=True)]
     counts: Counter[str] = Counter()
     crash_dir = None
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="charlm-fuzz-") as work:
-        path = Path(work) / "fuzz.npz"
         for i in range(iterations):
-            data = mutate(rng.choice(seeds), rng.randint)
+            seed_bytes, outcome, suffix = rng.choice(TARGETS)
+            data = mutate(seed_bytes, rng.randint)
+            path = Path(work) / f"fuzz{suffix}"
             path.write_bytes(data)
             try:
-                counts[load_outcome(path)] += 1
+                counts[f"{suffix[1:]} {outcome(path)}"] += 1
             except Exception as exc:        # the bug being hunted: report it, keep going
                 counts[f"FAIL {type(exc).__name__}"] += 1
                 crash_dir = crash_dir or Path(tempfile.mkdtemp(prefix="charlm-fuzz-crashes-"))
-                (crash_dir / f"crash-{seed}-{i}.npz").write_bytes(data)
+                (crash_dir / f"crash-{seed}-{i}{suffix}").write_bytes(data)
                 if counts[f"FAIL {type(exc).__name__}"] == 1:
                     traceback.print_exc()
     elapsed = time.monotonic() - started

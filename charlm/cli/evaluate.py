@@ -22,6 +22,8 @@ def eval_perplexity(
     unknown: o.Unknown = typer.Option(o.Unknown.error, help="Characters outside the vocabulary: error or skip."),
     encoding_errors: o.EncodingErrors = typer.Option(o.EncodingErrors.strict, "--encoding-errors", help="strict, or replace invalid UTF-8 with U+FFFD."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    show: bool = typer.Option(False, "--show", help="Print the text coloured by how surprised the model was at each character (its nats)."),
+    html_out: Path | None = typer.Option(None, "--html", help="Write OUT.html: the coloured text, a legend and, on hover, the model's top 5 predictions."),
 ):
     """Mean nats/char, bits/char and perplexity of CHECKPOINT on text."""
     from charlm import lm
@@ -35,10 +37,22 @@ def eval_perplexity(
         # a split of a text given as FILES would silently score the whole file
         raise UsageError("--split and --val-frac apply to --corpus: to score part of the "
                          "training text, give it as --corpus FILE --split val")
+    if show and as_json:
+        raise UsageError("--show prints coloured text, which would break --json; "
+                         "use --html OUT.html instead")
+    if html_out is not None:
+        from charlm.cli import heatmap
+        heatmap.check_target(html_out)
     models = [lm.load(p) for p in [checkpoint, *compare]]
     texts = _Texts(files, corpus, split.value if split else "val", val_frac, unknown.value,
                    encoding_errors.value)
     results = [(model, _score(model, texts, streams, unknown.value)) for model in models]
+    if show or html_out is not None:
+        from charlm.cli import heatmap
+        labels = [str(f) for f in files] or \
+            [f"{', '.join(map(str, corpus))} ({split.value if split else 'val'} split)"]
+        heatmap.run(models[0], texts.for_model(models[0])[0], labels, show, html_out,
+                    results[0][1])
     if as_json:
         shown = [{"checkpoint": str(m.path), **r} for m, r in results] if compare \
             else results[0][1]

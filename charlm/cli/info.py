@@ -74,5 +74,7 @@ def _settings(config):
                 continue                        # shown under model
             if k == "activation" and not (cell and cell.USES_ACTIVATION):
                 continue
-            shown = ZERO_MEANS[k] if section == "train" and k in ZERO_MEANS and not v else v
+            shown = ZERO_MEANS[k] if k in ZERO_MEANS and not v else v
+            if isinstance(shown, str) and not shown.isprintable():
+                shown = repr(shown)             # a separator such as '\n%\n'
             yield section, k, shown

@@ -19,15 +19,16 @@ from charlm.errors import die_by_signal
 def show(trainer, corpus, quiet):
     """Run trainer.run() to its end, rendering its events."""
     view = TrainView(trainer, quiet)
-    view.opening(corpus)
 
     def on_signal(signum, frame):
         if trainer.stop_signal is None:
             trainer.stop_signal = signum            # acted on at the next step boundary
         else:
             raise KeyboardInterrupt                 # a second signal: stop now, save nothing
+    # installed before the opening line: from that line on, Ctrl-C saves the run
     view.previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        view.opening(corpus)
         for event in trainer.run():
             getattr(view, "on_" + event["event"])(event)
     finally:

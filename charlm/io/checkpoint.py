@@ -15,9 +15,11 @@ Key layout, every array one zip member (charlm.io.npz):
     meta/vocab               int32 (V,) Unicode code points, index = id
     meta/config              JSON (uint8 bytes): kind, charlm_version, and the model, train,
                              progress (charlm.io.progress) and data sections
-    meta/format_version      int64 scalar: 3 for a model with an adaptive softmax, 2 for one
-                             with a learned embedding or a weights-only file, else 1, so that
-                             a charlm that predates a part refuses the file by its version
+    meta/format_version      int64 scalar: 4 for a model trained with a document separator
+                             (the model section's "reset_at", charlm.nn.resets), 3 for one
+                             with an adaptive softmax, 2 for one with a learned embedding or a
+                             weights-only file, else 1, so that a charlm that predates a part
+                             refuses the file by its version
 An n-gram checkpoint holds ngram/* arrays instead of params/optim/state (charlm.nn.kneser_ney)
 and its model section is {"cell": "ngram", "vocab_size", "order", "sizes"}.
 """
@@ -34,10 +36,11 @@ from charlm.nn import adaptive, kneser_ney, model, output
 from charlm.nn.cells import CELLS
 from charlm.nn.optim import OPTIMIZERS
 
-FORMAT_VERSION = 3              # the newest this charlm reads and writes
+FORMAT_VERSION = 4              # the newest this charlm reads and writes
 EMBEDDING_VERSION = 2           # the first format with a learned input embedding
 WEIGHTS_ONLY_VERSION = 2        # the first format with weights-only files
 ADAPTIVE_VERSION = 3            # the first format with an adaptive softmax
+RESET_VERSION = 4               # the first format with a document separator (reset_at)
 KIND = "charlm-checkpoint"
 MAX_VOCAB = 0x110000
 MAX_HIDDEN = 65536
@@ -45,6 +48,7 @@ MAX_LAYERS = 64
 MAX_ORDER = 12
 MAX_EMBED = 65536
 MAX_DIV_VALUE = 64.0
+MAX_RESET_AT = 64               # characters of a document separator
 
 
 @dataclass
@@ -71,12 +75,15 @@ def kind_of(config):
 
 def model_config_from(config, version=FORMAT_VERSION):
     """ModelConfig from a neural checkpoint's config, every field validated; a file of a
-    format before the embedding or the adaptive softmax has none."""
+    format before the embedding, the adaptive softmax or the document separator has none."""
     m = config.get("model") if isinstance(config, dict) else None
-    embed = 0
+    embed, reset_at = 0, ""
     if isinstance(m, dict) and "embed" in m:
         embed = check_field(m, "embed", int, 0, MAX_EMBED)
         _needs(version, EMBEDDING_VERSION, "embed", embed)
+    if isinstance(m, dict) and "reset_at" in m:
+        reset_at = _reset_at(m)
+        _needs(version, RESET_VERSION, "reset_at", reset_at)
     cfg = model.ModelConfig(
         cell=check_field(m, "cell", str, choices=names.CELLS),
         vocab_size=check_field(m, "vocab_size", int, 2, MAX_VOCAB),
@@ -85,6 +92,7 @@ def model_config_from(config, version=FORMAT_VERSION):
         activation=check_field(m, "activation", str, choices=names.ACTIVATIONS),
         dropout=float(check_field(m, "dropout", (int, float), 0.0, 0.99)),
         embed=embed,
+        reset_at=reset_at,
     )
     if m.get("softmax", output.FULL) == output.FULL:
         return cfg
@@ -102,6 +110,18 @@ def model_config_from(config, version=FORMAT_VERSION):
     return replace(cfg, softmax=output.ADAPTIVE, cutoffs=cutoffs, div_value=div_value)
 
 
+def _reset_at(m):
+    """The model section's document separator: a string of whole Unicode characters."""
+    text = check_field(m, "reset_at", str)
+    try:
+        text.encode("utf-8")                        # a lone surrogate cannot be a character
+    except UnicodeEncodeError:
+        text = None
+    if text is None or len(text) > MAX_RESET_AT:
+        raise CheckpointError("config field 'reset_at' has an invalid value")
+    return text
+
+
 def _needs(version, first, field, present):
     if present and version < first:
         raise CheckpointError(f"config field '{field}' needs format {first}, not {version}")
@@ -109,6 +129,8 @@ def _needs(version, first, field, present):
 
 def format_version(model_section, weights_only=False):
     """The oldest format that holds a model with this model section (and weights only)."""
+    if model_section.get("reset_at"):
+        return RESET_VERSION
     if model_section.get("softmax", output.FULL) != output.FULL:
         return ADAPTIVE_VERSION
     if weights_only:
@@ -133,14 +155,14 @@ def schema(config, version):
 def _neural_schema(config, version):
     cfg = model_config_from(config, version)
     Progress.from_dict(config.get("progress"))
-    train = config.get("train")
-    optimizer = check_field(train, "optimizer", str, choices=names.OPTIMIZERS)
-    batch = check_field(train, "batch_size", int, 1, 1 << 20)
     shapes = model.param_shapes(cfg)
     members = {f"params/{name}": ("<f4", shape) for name, shape in shapes.items()}
     members["meta/vocab"] = ("<i4", (cfg.vocab_size,))
     if is_weights_only(config, version):
-        return members
+        return members      # no training settings needed (a model imported from PyTorch has none)
+    train = config.get("train")
+    optimizer = check_field(train, "optimizer", str, choices=names.OPTIMIZERS)
+    batch = check_field(train, "batch_size", int, 1, 1 << 20)
     for moment in OPTIMIZERS[optimizer].moment_names:
         members |= {f"optim/{moment}/{name}": ("<f4", shape) for name, shape in shapes.items()}
     for k in range(cfg.layers):
@@ -208,6 +230,11 @@ def load(path):
         vocab = Vocab.from_array(ckpt.arrays["meta/vocab"])
     except ValueError as exc:
         raise CheckpointError(f"{path}: invalid vocabulary ({exc})") from None
+    neural = kind_of(ckpt.config) != names.NGRAM      # its model section is validated
+    reset_at = ckpt.config["model"].get("reset_at", "") if neural else ""
+    if any(vocab.index(ch) is None for ch in reset_at):
+        raise CheckpointError(f"{path}: the document separator (reset_at) has a character "
+                              "outside the vocabulary")
     return Loaded(ckpt.path, ckpt.config, ckpt.arrays, vocab, ckpt.format_version)
 
 

@@ -24,6 +24,12 @@ class Stepper(Protocol):
     def reset(self) -> None:
         """Back to the state before any character."""
 
+    def snapshot(self):
+        """A copy of the state, for restore(): beam search keeps one per hypothesis."""
+
+    def restore(self, snapshot) -> None:
+        """Back to the state snapshot() returned."""
+
 
 class LanguageModel(Protocol):
     path: Path          # the checkpoint it came from

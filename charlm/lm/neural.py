@@ -11,12 +11,14 @@ class NeuralLM:
         self.model_config = checkpoint.model_config_from(loaded.config, loaded.format_version)
         self.params, _, _ = checkpoint.neural_arrays(loaded, self.model_config)
         self.parameters = sum(int(v.size) for v in self.params.values())
+        # the document separator as ids (checkpoint.load checked its characters are known)
+        self.reset_ids = self.vocab.encode(self.model_config.reset_at)[0]
 
     def describe(self):
         return self.model_config.describe()
 
     def score(self, ids, streams=1):
-        return score_ids(self.params, self.model_config, ids, streams)
+        return score_ids(self.params, self.model_config, ids, streams, reset_ids=self.reset_ids)
 
     def stepper(self):
-        return Stepper(self.params, self.model_config)
+        return Stepper(self.params, self.model_config, self.reset_ids)

@@ -36,6 +36,12 @@ class NGramStepper:
     def reset(self):
         self.context = []
 
+    def snapshot(self):
+        return list(self.context)
+
+    def restore(self, snapshot):
+        self.context = list(snapshot)
+
     def step(self, char_id):
         keep = self.model.order - 1                    # the context an order-n model uses
         context = self.context + [char_id]

@@ -2,7 +2,7 @@
 
 A step with a non-finite loss or gradient, a loss that explodes while still finite, or a
 non-finite validation raises Divergence. The trainer then rolls back to the last good state
-(charlm.train.snapshot), halves the learning rate and skips the batch that caused it; after
+(charlm.train.rollback), halves the learning rate and skips the batch that caused it; after
 --max-rollbacks of these the next one ends the run with a DivergedError that says what to
 change and what the user still has.
 """

@@ -17,6 +17,10 @@ def plan_out(corpus_paths, given, out, resume=None):
     if resume is not None:
         raise UsageError("an n-gram is fitted in seconds and has nothing to resume; drop "
                          "--resume (and use --force to refit into the same --out)")
+    if "reset_at" in given:      # its counts would need a context that stops at each separator
+        raise UsageError("--reset-at is for the recurrent cells; the n-gram model does not "
+                         "restart at separators (its context is its last --order - 1 "
+                         "characters); drop --reset-at")
     ignored = sorted(k for k in given if k not in ("cell", "val_frac"))
     if ignored:
         raise UsageError(f"--cell ngram takes --order and --val-frac, not "

@@ -17,9 +17,10 @@ from charlm.data.batching import Windows
 from charlm.io import checkpoint
 from charlm.io.npz import NonFiniteStateError
 from charlm.io.progress import Progress
-from charlm.nn import model, optim, output
+from charlm.nn import model, optim, output, resets
 from charlm.nn.inference import score_ids
 from charlm.nn.workspace import Workspace
+from charlm.train.finetune import copy_weights
 from charlm.train.guard import Divergence, DivergenceGuard
 from charlm.train.rollback import Snapshot, roll_back
 from charlm.train.rundir import append_metrics, validation_record
@@ -37,7 +38,7 @@ def model_config(tcfg, vocab_size):
                              layers=tcfg.layers, activation=tcfg.activation,
                              dropout=tcfg.dropout, embed=tcfg.embed, softmax=tcfg.softmax,
                              cutoffs=parse_cutoffs(tcfg.cutoffs) if adaptive else (),
-                             div_value=tcfg.div_value)
+                             div_value=tcfg.div_value, reset_at=tcfg.reset_at)
 
 
 def parse_cutoffs(text):
@@ -46,16 +47,21 @@ def parse_cutoffs(text):
 
 
 class Trainer:
-    def __init__(self, tcfg, vocab, train_ids, val_ids, out_dir, data_info, resume=None):
-        """resume: a loaded checkpoint (charlm.io.checkpoint.load) to continue exactly."""
+    def __init__(self, tcfg, vocab, train_ids, val_ids, out_dir, data_info, resume=None,
+                 base=None):
+        """resume: a loaded checkpoint (charlm.io.checkpoint.load) to continue exactly; base:
+        one whose weights a new run starts from (charlm.train.finetune)."""
         self.tcfg, self.vocab, self.out = tcfg, vocab, Path(out_dir)
         self.train_ids, self.data_info = train_ids, data_info
         self.val_ids = val_ids[:tcfg.eval_chars] if tcfg.eval_chars else val_ids
         self.mcfg = model_config(tcfg, vocab.size)
         self.batches = Windows(train_ids, tcfg.batch_size, tcfg.seq_len)
+        self.reset_ids, self.restart = documents(tcfg.reset_at, vocab, train_ids)
         self.windows = self.batches.count
         self.rng = np.random.default_rng(tcfg.seed)
         self.flat, self.params = model.init_params(self.mcfg, self.rng)
+        if base is not None:
+            copy_weights(self.params, checkpoint.neural_arrays(base, self.mcfg)[0])
         self.grad_flat, self.grads = model.allocate(model.param_shapes(self.mcfg))
         self.workspace = Workspace()                      # a step's large arrays, reused
         self.opt = optim.make_optimizer(tcfg.optimizer, self.flat, self.params,
@@ -81,7 +87,9 @@ class Trainer:
     def run(self):
         """Train until the stopping rule says so; yields event dicts for the CLI."""
         p, stop = self.progress, self.stopping
-        if stop.finished(p):
+        # a new run always takes a step and saves a model, even when auto-size's probes
+        # spent a tiny budget on a busy machine
+        if stop.finished(p) and p.step > 0:
             yield {"event": "complete", "step": p.step}
             return
         started = time.perf_counter() - p.elapsed
@@ -146,10 +154,11 @@ class Trainer:
             advance(p, self.windows)
             return math.nan, math.nan
         x, y = self.batches[p.window]                                 # (T, B) each
+        keep = window_keep(self.restart, self.batches, p.window, self.flat.dtype)
         with np.errstate(**QUIET):
             nll_sum, new_state, _ = model.loss_and_grads(
                 self.params, self.mcfg, x, y, self.state, self.grads,
-                self.rng if t.dropout > 0 else None, ws=self.workspace)
+                self.rng if t.dropout > 0 else None, ws=self.workspace, keep=keep)
             step_loss = nll_sum / y.size
             norm = optim.global_norm(self.grad_flat)
             # Checked before clipping: an inf norm times a clip factor would become NaN weights
@@ -165,7 +174,8 @@ class Trainer:
         if len(ids) < 2:
             return None
         with np.errstate(**QUIET):                    # a non-finite score is the caller's to see
-            nll, count = score_ids(self.params, self.mcfg, ids, self.tcfg.eval_streams)
+            nll, count = score_ids(self.params, self.mcfg, ids, self.tcfg.eval_streams,
+                                   reset_ids=self.reset_ids)
         return nll / count
 
     def _evaluate_and_save(self, train_loss):
@@ -193,7 +203,8 @@ class Trainer:
         """A short sample at every --sample-every'th validation, else None."""
         self.validations += 1
         if self.tcfg.sample_every and (self.validations - 1) % self.tcfg.sample_every == 0:
-            return sample_text(self.params, self.mcfg, self.vocab, self.tcfg.seed)
+            return sample_text(self.params, self.mcfg, self.vocab, self.tcfg.seed,
+                               self.reset_ids)
         return None
 
 
@@ -217,6 +228,19 @@ def advance(progress, windows):
     if progress.window == windows:
         progress.window = 0
         progress.epoch += 1
+
+
+def documents(reset_at, vocab, train_ids):
+    """--reset-at: (the separator's ids, (N_train,) bool where the state restarts or None)."""
+    reset_ids = vocab.encode(reset_at)[0]
+    return reset_ids, resets.restarts(train_ids, reset_ids) if reset_at else None
+
+
+def window_keep(restart, batches, window, dtype):
+    """The cells' keep mask (T, 1, B) for a window (charlm.nn.resets), None if nothing restarts."""
+    if restart is None:
+        return None
+    return resets.keep_mask(restart[batches.positions(window)], dtype)
 
 
 def restart_some(state, rng, chance):

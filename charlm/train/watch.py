@@ -12,14 +12,16 @@ from charlm.nn.inference import Stepper
 SAMPLE_CHARS = 80           # one line on a terminal
 
 
-def sample_text(params, mcfg, vocab, seed, length=SAMPLE_CHARS):
+def sample_text(params, mcfg, vocab, seed, reset_ids=(), length=SAMPLE_CHARS):
     """length characters drawn at temperature 1 from the zero state after a newline (else a
-    space, else the first character); "" when the model produces non-finite probabilities."""
+    space, else the first character), the state restarting after each reset_ids (--reset-at)
+    as in `charlm sample`; "" when the model produces non-finite probabilities."""
     start = next((c for c in ("\n", " ") if vocab.index(c) is not None), vocab.char(0))
     rng = np.random.default_rng(seed)
     try:
         with np.errstate(over="ignore", invalid="ignore"):
-            ids = list(generate(Stepper(params, mcfg), [vocab.index(start)], length, rng))
+            ids = [i for i, _ in generate(Stepper(params, mcfg, reset_ids), [vocab.index(start)],
+                                          length, rng)]
     except FloatingPointError:
         return ""
     return "".join(vocab.char(i) for i in ids)
