@@ -24,8 +24,8 @@ from charlm.train.finetune import copy_weights
 from charlm.train.guard import Divergence, DivergenceGuard
 from charlm.train.rollback import Snapshot, roll_back
 from charlm.train.rundir import append_metrics, validation_record
-from charlm.train.stopping import EvalSchedule, StoppingRule, total_steps
-from charlm.train.watch import sample_text
+from charlm.train.stopping import StoppingRule, eval_schedule, total_steps
+from charlm.train.watch import sample_at_validation
 
 # numpy's warnings about overflow are noise here: non-finite values are handled (skipped or
 # reported as divergence) by the code that sees them
@@ -76,13 +76,6 @@ class Trainer:
         self.guard = DivergenceGuard(tcfg, self.out)
         self.total_steps = total_steps(tcfg, self.windows)
         self.stopping = StoppingRule(self.total_steps, tcfg.time_budget, tcfg.patience)
-
-    def sections(self):
-        """The checkpoint's config sections for the run as it stands."""
-        self.progress.optimizer_step = self.opt.step_count
-        self.progress.rng = self.rng.bit_generator.state
-        return {"model": self.mcfg.to_dict(), "train": asdict(self.tcfg),
-                "progress": self.progress.to_dict(), "data": self.data_info}
 
     def run(self):
         """Train until the stopping rule says so; yields event dicts for the CLI."""
@@ -183,7 +176,7 @@ class Trainer:
         val = self.validation_loss()
         self.guard.check_validation(p, val)
         improved = p.record_validation(val)
-        sample = self._sample()
+        sample = sample_at_validation(self)
         if self.guard.good_state(p, val):
             self.snapshot = Snapshot(self)
         # measured times only go into the checkpoint (the start-up estimate may be far off);
@@ -199,13 +192,15 @@ class Trainer:
         append_metrics(self.out, record)
         return {"event": "eval", **record, "best_val": p.best_val, "improved": improved}
 
-    def _sample(self):
-        """A short sample at every --sample-every'th validation, else None."""
-        self.validations += 1
-        if self.tcfg.sample_every and (self.validations - 1) % self.tcfg.sample_every == 0:
-            return sample_text(self.params, self.mcfg, self.vocab, self.tcfg.seed,
-                               self.reset_ids)
-        return None
+
+
+def sections(trainer):
+    """The checkpoint's config sections for the run as it stands."""
+    t = trainer
+    t.progress.optimizer_step = t.opt.step_count
+    t.progress.rng = t.rng.bit_generator.state
+    return {"model": t.mcfg.to_dict(), "train": asdict(t.tcfg), "progress": t.progress.to_dict(),
+            "data": t.data_info}
 
 
 def save(trainer, name):
@@ -213,9 +208,9 @@ def save(trainer, name):
     t = trainer
     try:
         if name == "best.npz":
-            checkpoint.save_weights(t.out / name, t.sections(), t.params, t.vocab)
+            checkpoint.save_weights(t.out / name, sections(t), t.params, t.vocab)
             return
-        checkpoint.save_neural(t.out / name, t.sections(), t.params, t.vocab,
+        checkpoint.save_neural(t.out / name, sections(t), t.params, t.vocab,
                                t.opt.moment_views, t.state)
     except NonFiniteStateError as exc:
         raise t.guard.unsaveable(exc) from None
@@ -256,28 +251,6 @@ def restart_some(state, rng, chance):
             for part in layer:
                 part[restart] = 0
     return state
-
-
-def eval_schedule(trainer):
-    """The run's EvalSchedule; with a time budget, the stopping rule told what a validation
-    will take (the longest so far, or an estimate)."""
-    p, one_validation = trainer.progress, 0.0
-    if trainer.tcfg.time_budget:
-        one_validation = p.validation_seconds or time_validation(trainer.validation_loss,
-                                                                 trainer.val_ids)
-        trainer.stopping.estimated(p.validation_seconds or 1.5 * one_validation + 0.5)
-    return EvalSchedule(trainer.tcfg, trainer.total_steps, p.elapsed, one_validation)
-
-
-def time_validation(validation_loss, val_ids):
-    """Seconds a validation should take: a short slice timed and scaled up. The stopping rule
-    reserves 1.5 times this and half a second for the final pass."""
-    if len(val_ids) < 2:
-        return 0.0
-    probe = val_ids[:min(len(val_ids), 2048)]
-    started = time.perf_counter()
-    validation_loss(probe)
-    return (time.perf_counter() - started) * len(val_ids) / len(probe)
 
 
 def restore(trainer, loaded):

@@ -25,3 +25,13 @@ def sample_text(params, mcfg, vocab, seed, reset_ids=(), length=SAMPLE_CHARS):
     except FloatingPointError:
         return ""
     return "".join(vocab.char(i) for i in ids)
+
+
+def sample_at_validation(trainer):
+    """A sample at every --sample-every'th validation of this process, else None."""
+    trainer.validations += 1
+    every = trainer.tcfg.sample_every
+    if every and (trainer.validations - 1) % every == 0:
+        return sample_text(trainer.params, trainer.mcfg, trainer.vocab, trainer.tcfg.seed,
+                           trainer.reset_ids)
+    return None
