@@ -123,6 +123,8 @@ def test_svg_has_a_polyline_per_series_inside_the_frame_and_a_legend(two_runs, t
             assert svg.TOP <= y <= svg.HEIGHT - svg.BOTTOM
     xs = [float(p.split(",")[0]) for p in lines[0].get("points").split()]
     assert xs == sorted(xs) and xs[-1] == svg.WIDTH - svg.RIGHT      # the last step at the edge
+    ys = [float(p.split(",")[1]) for p in lines[0].get("points").split()]
+    assert ys == sorted(ys)                     # a falling loss goes down the page
     texts = [t.text for t in root.iter(f"{SVG}text")]
     assert {"gru val", "gru train", "lstm val", "lstm train", "steps"} <= set(texts)
 
