@@ -21,6 +21,7 @@ def info(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint."),
               "parameters": model.parameters, "vocab_size": model.vocab.size,
               "step": progress.get("step"), "epoch": progress.get("epoch"),
               "best_val": progress.get("best_val"), "last_val": progress.get("last_val"),
+              "rollbacks": progress.get("rollbacks"), "lr_scale": progress.get("lr_scale"),
               "train": config.get("train"), "data": config.get("data"),
               "format_version": model.format_version,
               "charlm_version": config.get("charlm_version")}
@@ -43,6 +44,9 @@ def _print_report(path, model, report):
     for key in ("parameters", "vocab_size", "step", "epoch"):
         if report[key] is not None:
             table.add_row(labels.get(key, key.replace("_", " ")), f"{report[key]:,}")
+    if report["rollbacks"]:
+        table.add_row("rollbacks", f"{report['rollbacks']} (learning rate x "
+                                   f"{report['lr_scale']:g} since)")
     for key in ("best_val", "last_val"):
         nats = report[key]
         if nats is not None:

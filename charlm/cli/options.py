@@ -27,6 +27,7 @@ EncodingErrors = _choices("EncodingErrors", ("strict", "replace"))
 CorpusName = _choices("CorpusName", ("shakespeare", "tinyshakespeare"))
 SynthKind = _choices("SynthKind", ("markov", "copy"))
 Split = _choices("Split", ("train", "val", "all"))
+XAxis = _choices("XAxis", ("steps", "seconds"))
 ExportFormat = _choices("ExportFormat", ("safetensors",))
 
 

@@ -46,6 +46,9 @@ def train(
     state_reset: float | None = typer.Option(None, "--state-reset", callback=o.fraction, help="Chance per stream and step that the carried state restarts from zero.", show_default=D("state_reset")),
     reset_at: str | None = typer.Option(None, "--reset-at", callback=o.separator, help="Documents: restart the hidden state after each occurrence of this text, e.g. '\\n%\\n' or '\\n\\n' (\\n, \\t, \\r and \\\\ are understood); kept in the checkpoint, so eval and sample restart there too.", show_default="no separator"),
     patience: int | None = typer.Option(None, min=0, help="Stop after N evaluations without improvement; 0 = off."),
+    max_rollbacks: int | None = typer.Option(None, "--max-rollbacks", min=0, max=1000, help="On divergence, return to the last good state with half the learning rate at most this often, then stop (exit 6).", show_default=D("max_rollbacks")),
+    sample_every: int | None = typer.Option(None, "--sample-every", min=1, help="Show a short sample at every Nth validation.", show_default=D("sample_every")),
+    no_samples: bool = typer.Option(False, "--no-samples", help="No samples during training."),
     order: int = typer.Option(6, min=1, max=12, help="n-gram order (--cell ngram)."),
     out: Path | None = typer.Option(None, help="Run directory for last.npz, best.npz, metrics.jsonl.", show_default="runs/<corpus name>"),
     resume: Path | None = typer.Option(None, help="Continue the run saved in this checkpoint."),
@@ -58,6 +61,8 @@ def train(
     values = locals()
     given = {k: _plain(values[k]) for k in RESUMED if values[k] is not None}
     limits = {k: values[k] for k in LIMITS}
+    if no_samples:
+        limits["sample_every"] = 0
     if given.get("cell") == NGRAM:
         _train_ngram(corpus, given, order, out, resume, force, encoding_errors.value, init_from)
     else:

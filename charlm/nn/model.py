@@ -101,7 +101,7 @@ def init_params(cfg, rng, dtype=np.float32):
     for k in range(cfg.layers):
         xavier_uniform(params[f"rnn.weight_ih_l{k}"], cfg.input_size if k == 0 else H, H, rng)
         cfg.cell_module.init_recurrent(params[f"rnn.weight_hh_l{k}"],
-                                       params[f"rnn.bias_ih_l{k}"], rng)
+                                       params[f"rnn.bias_ih_l{k}"], rng, cfg.activation)
     output.init(params, cfg, rng)
     if cfg.embed:                                  # N(0, 1), as nn.Embedding starts
         params["embed.weight"][...] = rng.standard_normal((cfg.vocab_size, cfg.embed))

@@ -21,9 +21,11 @@ from charlm.nn import model, optim, output, resets
 from charlm.nn.inference import score_ids
 from charlm.nn.workspace import Workspace
 from charlm.train.finetune import copy_weights
-from charlm.train.guard import DivergenceGuard
-from charlm.train.rundir import append_metrics
-from charlm.train.stopping import EvalSchedule, StoppingRule, total_steps
+from charlm.train.guard import Divergence, DivergenceGuard
+from charlm.train.rollback import Snapshot, roll_back
+from charlm.train.rundir import append_metrics, validation_record
+from charlm.train.stopping import StoppingRule, eval_schedule, total_steps
+from charlm.train.watch import sample_at_validation
 
 # numpy's warnings about overflow are noise here: non-finite values are handled (skipped or
 # reported as divergence) by the code that sees them
@@ -70,16 +72,10 @@ class Trainer:
             restore(self, resume)
         self.stop_signal = None                           # set by the CLI's signal handler
         self.auto_size = None                             # what auto-size chose and predicted
+        self.validations = 0                              # in this process, for --sample-every
         self.guard = DivergenceGuard(tcfg, self.out)
         self.total_steps = total_steps(tcfg, self.windows)
         self.stopping = StoppingRule(self.total_steps, tcfg.time_budget, tcfg.patience)
-
-    def sections(self):
-        """The checkpoint's config sections for the run as it stands."""
-        self.progress.optimizer_step = self.opt.step_count
-        self.progress.rng = self.rng.bit_generator.state
-        return {"model": self.mcfg.to_dict(), "train": asdict(self.tcfg),
-                "progress": self.progress.to_dict(), "data": self.data_info}
 
     def run(self):
         """Train until the stopping rule says so; yields event dicts for the CLI."""
@@ -90,56 +86,66 @@ class Trainer:
             yield {"event": "complete", "step": p.step}
             return
         started = time.perf_counter() - p.elapsed
-        one_validation = 0.0
-        if self.tcfg.time_budget:            # the longest validation so far, or an estimate
-            one_validation = p.validation_seconds or time_validation(self.validation_loss,
-                                                                     self.val_ids)
-            stop.estimated(p.validation_seconds or 1.5 * one_validation + 0.5)
-        schedule = EvalSchedule(self.tcfg, self.total_steps, p.elapsed, one_validation)
+        schedule = eval_schedule(self)
         chars_per_step = self.tcfg.batch_size * self.tcfg.seq_len
         train_losses, window_start = [], time.perf_counter()
+        self.snapshot = Snapshot(self)
         append_metrics(self.out, {"event": "start", "at_step": p.step, "elapsed": p.elapsed,
                                   "parameters": self.flat.size, "auto_size": self.auto_size})
         yield {"event": "start", "total_steps": self.total_steps, "parameters": self.flat.size,
                "steps_per_epoch": self.windows}
         while True:
-            step_loss, norm = self.train_step()
-            p.elapsed = time.perf_counter() - started
-            if math.isfinite(step_loss):
-                train_losses.append(step_loss)
-            rate = chars_per_step / max(time.perf_counter() - window_start, 1e-9)
-            window_start = time.perf_counter()
-            yield {"event": "step", "step": p.step, "loss": step_loss, "grad_norm": norm,
-                   "lr": self._lr(), "chars_per_s": rate, "elapsed": p.elapsed,
-                   "epoch": p.epoch}
-            if self.stop_signal is not None:
-                save(self, "last.npz")
-                yield {"event": "interrupted", "signal": self.stop_signal, "step": p.step,
-                       "path": str(self.out / "last.npz")}
-                return
-            due = schedule.due(p)
-            done = stop.after_step(p, due)
+            try:
+                step_loss, norm = self.train_step()
+                p.elapsed = time.perf_counter() - started
+                if math.isfinite(step_loss):
+                    train_losses.append(step_loss)
+                rate = chars_per_step / max(time.perf_counter() - window_start, 1e-9)
+                window_start = time.perf_counter()
+                yield {"event": "step", "step": p.step, "loss": step_loss, "grad_norm": norm,
+                       "lr": self._lr(), "chars_per_s": rate, "elapsed": p.elapsed,
+                       "epoch": p.epoch, "skipped": math.isnan(norm)}
+                if self.stop_signal is not None:
+                    save(self, "last.npz")
+                    yield {"event": "interrupted", "signal": self.stop_signal, "step": p.step,
+                           "path": str(self.out / "last.npz")}
+                    return
+                due = schedule.due(p)
+                done = stop.after_step(p, due)
+                if done or due:
+                    yield self._evaluate_and_save(sum(train_losses) / max(len(train_losses), 1))
+            except Divergence as divergence:
+                p.elapsed = time.perf_counter() - started
+                yield roll_back(self, divergence)
+                p, done, due = self.progress, False, True     # due: the schedule starts over
             if done or due:
-                yield self._evaluate_and_save(sum(train_losses) / max(len(train_losses), 1))
                 train_losses, window_start = [], time.perf_counter()
                 schedule.done(p)
-                if stop.out_of_patience(p):
-                    yield {"event": "early_stop", "step": p.step}
-                    done = True
+            if (done or due) and stop.out_of_patience(p):
+                yield {"event": "early_stop", "step": p.step}
+                done = True
             if done:
                 break
         p.elapsed = time.perf_counter() - started
         yield {"event": "done", "step": p.step, "elapsed": p.elapsed, "best_val": p.best_val,
-               "last_val": p.last_val, "parameters": int(self.flat.size), "skipped": p.skipped}
+               "last_val": p.last_val, "parameters": int(self.flat.size), "skipped": p.skipped,
+               "rollbacks": p.rollbacks}
 
     def _lr(self):
         t = self.tcfg
-        return t.lr * optim.schedule_factor(t.lr_schedule, self.stopping.fraction(self.progress),
-                                            t.warmup)
+        factor = optim.schedule_factor(t.lr_schedule, self.stopping.fraction(self.progress),
+                                       t.warmup)
+        return t.lr * self.progress.lr_scale * factor
 
     def train_step(self):
-        """One TBPTT step; returns (mean loss in nats, gradient norm before clipping)."""
+        """One TBPTT step; returns (mean loss in nats, gradient norm before clipping), NaNs for
+        a batch skipped after a rollback. Raises Divergence (before any update) when the loss
+        or gradient is not finite or the loss explodes."""
         t, p = self.tcfg, self.progress
+        if p.step + 1 in p.skip_at:                            # its batch diverged before
+            p.skipped += 1
+            advance(p, self.windows)
+            return math.nan, math.nan
         x, y = self.batches[p.window]                                 # (T, B) each
         keep = window_keep(self.restart, self.batches, p.window, self.flat.dtype)
         with np.errstate(**QUIET):
@@ -149,20 +155,10 @@ class Trainer:
             step_loss = nll_sum / y.size
             norm = optim.global_norm(self.grad_flat)
             # Checked before clipping: an inf norm times a clip factor would become NaN weights
-            if math.isfinite(step_loss) and math.isfinite(norm):
-                self.guard.finite_step(p, step_loss)
-                clip_and_step(self.grad_flat, norm, self.opt, self._lr(), t)
-                self.state = restart_some(new_state, self.rng, t.state_reset)
-            else:
-                self.guard.skipped_step(p, step_loss, norm)
-                finite = all(np.isfinite(a).all() for layer in new_state for a in layer)
-                self.state = (new_state if finite else
-                              model.initial_state(self.mcfg, t.batch_size))
-        p.step += 1
-        p.window += 1
-        if p.window == self.windows:
-            p.window = 0
-            p.epoch += 1
+            self.guard.check_step(p, step_loss, norm)
+            clip_and_step(self.grad_flat, norm, self.opt, self._lr(), t)
+            self.state = restart_some(new_state, self.rng, t.state_reset)
+        advance(p, self.windows)
         return step_loss, norm
 
     def validation_loss(self, ids=None):
@@ -180,6 +176,9 @@ class Trainer:
         val = self.validation_loss()
         self.guard.check_validation(p, val)
         improved = p.record_validation(val)
+        sample = sample_at_validation(self)
+        if self.guard.good_state(p, val):
+            self.snapshot = Snapshot(self)
         # measured times only go into the checkpoint (the start-up estimate may be far off);
         # this one without its saves, which the next checkpoint then counts too
         self.stopping.validated(time.perf_counter() - started, p)
@@ -188,8 +187,20 @@ class Trainer:
             save(self, "best.npz")
         self.stopping.validated(time.perf_counter() - started, p)
         record = validation_record(p, self.tcfg, train_loss, val, self._lr())
+        if sample is not None:
+            record["sample"] = sample
         append_metrics(self.out, record)
         return {"event": "eval", **record, "best_val": p.best_val, "improved": improved}
+
+
+
+def sections(trainer):
+    """The checkpoint's config sections for the run as it stands."""
+    t = trainer
+    t.progress.optimizer_step = t.opt.step_count
+    t.progress.rng = t.rng.bit_generator.state
+    return {"model": t.mcfg.to_dict(), "train": asdict(t.tcfg), "progress": t.progress.to_dict(),
+            "data": t.data_info}
 
 
 def save(trainer, name):
@@ -197,12 +208,21 @@ def save(trainer, name):
     t = trainer
     try:
         if name == "best.npz":
-            checkpoint.save_weights(t.out / name, t.sections(), t.params, t.vocab)
+            checkpoint.save_weights(t.out / name, sections(t), t.params, t.vocab)
             return
-        checkpoint.save_neural(t.out / name, t.sections(), t.params, t.vocab,
+        checkpoint.save_neural(t.out / name, sections(t), t.params, t.vocab,
                                t.opt.moment_views, t.state)
     except NonFiniteStateError as exc:
         raise t.guard.unsaveable(exc) from None
+
+
+def advance(progress, windows):
+    """One step on: the next window, or the first of the next pass."""
+    progress.step += 1
+    progress.window += 1
+    if progress.window == windows:
+        progress.window = 0
+        progress.epoch += 1
 
 
 def documents(reset_at, vocab, train_ids):
@@ -233,17 +253,6 @@ def restart_some(state, rng, chance):
     return state
 
 
-def time_validation(validation_loss, val_ids):
-    """Seconds a validation should take: a short slice timed and scaled up. The stopping rule
-    reserves 1.5 times this and half a second for the final pass."""
-    if len(val_ids) < 2:
-        return 0.0
-    probe = val_ids[:min(len(val_ids), 2048)]
-    started = time.perf_counter()
-    validation_loss(probe)
-    return (time.perf_counter() - started) * len(val_ids) / len(probe)
-
-
 def restore(trainer, loaded):
     """Everything an exact resume needs: weights, moments, the update count, the carried
     state, the generator and the position (tests/test_resume.py proves each matters)."""
@@ -267,12 +276,3 @@ def clip_and_step(grad_flat, norm, opt, lr, tcfg):
         norm = optim.global_norm(grad_flat)
     optim.clip_by_norm(grad_flat, norm, tcfg.clip_norm)
     opt.step(grad_flat, lr)
-
-
-def validation_record(progress, tcfg, train_loss, val, lr):
-    """One line of metrics.jsonl: where the run is and how it scores."""
-    p = progress
-    return {"step": p.step, "epoch": p.epoch,
-            "chars_seen": p.step * tcfg.batch_size * tcfg.seq_len,
-            "elapsed": round(p.elapsed, 3), "train_loss": train_loss, "val_loss": val,
-            "lr": lr, "skipped": p.skipped}

@@ -9,7 +9,7 @@ Arrays are feature-major, (T, features, B) (see charlm.nn.layout); states are (H
     SEPARATE_RECURRENT                           True where W_hh h + b_hh enters a product of
                                                  its own (the GRU's reset gate), so it cannot be
                                                  summed with W_ih x before the nonlinearity
-    init_recurrent(w_hh, b_ih, rng)              the cell's own initialisation, in place
+    init_recurrent(w_hh, b_ih, rng, activation)  the cell's own initialisation, in place
     gate_scale(H, dtype) -> (G*H,)               the pre-scale fold_input applies to each gate row
     fold_input(xp, b_hh) -> xs                  turns the input projection W_ih x + b_ih (..., G*H)
                                                  into what forward wants, in place (b_hh folded in

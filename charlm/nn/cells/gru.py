@@ -21,7 +21,7 @@ USES_ACTIVATION = False
 SEPARATE_RECURRENT = True       # the reset gate scales W_hn h + b_hn on its own
 
 
-def init_recurrent(w_hh, b_ih, rng):
+def init_recurrent(w_hh, b_ih, rng, activation=None):
     """Orthogonal gate blocks; the biases stay zero."""
     orthogonal_blocks(w_hh, rng)
 

@@ -22,7 +22,7 @@ USES_ACTIVATION = False
 SEPARATE_RECURRENT = False
 
 
-def init_recurrent(w_hh, b_ih, rng):
+def init_recurrent(w_hh, b_ih, rng, activation=None):
     """Orthogonal gate blocks and a forget-gate bias of 1 (in b_ih), so that the cell starts by
     keeping its memory (Gers et al., 2000; Jozefowicz et al., 2015)."""
     orthogonal_blocks(w_hh, rng)

@@ -16,9 +16,22 @@ USES_ACTIVATION = True
 SEPARATE_RECURRENT = False
 
 
-def init_recurrent(w_hh, b_ih, rng):
-    """An orthogonal W_hh; the biases stay zero."""
+# ReLU's W_hh starts orthogonal at half scale. At full scale (every singular value 1) the
+# first Adam steps push some above 1, and a state that is never squashed then grows without
+# bound over a long text: validating 111,539 characters of tiny Shakespeare from the zero
+# state overflowed to NaN at step 8 (1x64, batch 16 x 32, seed 3). Measured on it, 300
+# steps, best of 30,000 validation characters, seeds 1-3, at 1x64 (batch 16 x 32):
+# orthogonal x 1 2.434, exploded, 2.422; x 0.5 2.431, 2.428, 2.376; identity x 0.5 (Le et
+# al. 2015) 2.438, 2.461, 2.464; identity x 0.9 2.669, 2.821, 2.689; at 2x128 (batch 32 x
+# 64): orthogonal x 1 2.080, 2.047, 2.086; x 0.5 2.057, 2.038, 2.067.
+RELU_RECURRENT_SCALE = 0.5
+
+
+def init_recurrent(w_hh, b_ih, rng, activation="tanh"):
+    """An orthogonal W_hh (at RELU_RECURRENT_SCALE for relu); the biases stay zero."""
     orthogonal_blocks(w_hh, rng)
+    if activation == "relu":
+        w_hh *= RELU_RECURRENT_SCALE
 
 
 def gate_scale(H, dtype):
