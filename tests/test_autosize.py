@@ -27,7 +27,7 @@ def test_a_small_corpus_caps_the_model():
 
 
 def test_many_passes_over_the_corpus_bring_dropout():
-    layers, hidden, dropout, reason, _ = autosize.choose("lstm", 65, 100_000, 600, 32, 64,
+    layers, hidden, dropout, reason, *_ = autosize.choose("lstm", 65, 100_000, 600, 32, 64,
                                                          fake_timer())
     assert dropout > 0 and "passes" in reason
     assert autosize.dropout_for(0.5) == 0.0
@@ -79,10 +79,32 @@ def test_an_adaptive_softmax_costs_its_head_and_each_cluster_by_its_share():
 def test_when_no_size_fits_the_line_says_so_and_what_would_help():
     """A 6,000-character vocabulary and a 36k-character corpus: even the smallest candidate
     breaks both rules, and the message must not claim otherwise."""
-    layers, hidden, _, reason, _ = autosize.choose("gru", 6000, 36_000, 30, 32, 64,
+    layers, hidden, _, reason, *_ = autosize.choose("gru", 6000, 36_000, 30, 32, 64,
                                                    fake_timer())
     assert (layers, hidden) == autosize.MEMORISING      # two layers: dropout between them
     assert reason.startswith("no size fits") and "at least 4 per parameter" not in reason
     assert "parameters per training character" in reason and "--embed" in reason
     fits = autosize.choose("lstm", 65, 10_000_000, 600, 32, 64, fake_timer())[3]
     assert "at least 4 per parameter" in fits and "no size fits" not in fits
+
+
+def test_a_text_passed_over_more_than_enough_times_stops_after_enough_passes():
+    many = autosize.choose("lstm", 65, 36_000, 600, 32, 64, fake_timer())
+    assert many.passes == autosize.ENOUGH_PASSES
+    assert "stops after them" in many.reason
+    assert many.predicted_chars == autosize.ENOUGH_PASSES * 36_000
+    few = autosize.choose("lstm", 65, 10_000_000, 600, 32, 64, fake_timer())
+    assert few.passes == 0 and "stops after" not in few.reason
+
+
+def test_the_run_takes_the_passes_auto_size_chose(tmp_path, monkeypatch):
+    from charlm.data import text
+    from charlm.train import session
+    corpus_file = tmp_path / "c.txt"
+    corpus_file.write_text("the cat sat on the mat. " * 400, encoding="utf-8")
+    corpus = text.read_corpus([corpus_file])
+    monkeypatch.setattr(session.autosize, "ENOUGH_PASSES", 3)
+    plan = session.plan(corpus, [corpus_file], {}, {"time_budget": 600.0}, out=tmp_path / "r")
+    assert plan.auto_size
+    tcfg, choice = session._auto_size(plan)
+    assert choice.passes == 3 and tcfg.epochs == 3

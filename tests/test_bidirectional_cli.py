@@ -72,9 +72,9 @@ def test_the_schema_ties_the_reverse_shapes_to_the_config():
 
 
 @pytest.mark.parametrize("model, version, fragment", [
-    ({}, 3, "'bidirectional' needs format 4"),
-    ({"bidirectional": 1}, 4, "bidirectional"),
-    ({"bidirectional": "yes"}, 4, "bidirectional"),
+    ({}, 4, "'bidirectional' needs format 5"),
+    ({"bidirectional": 1}, 5, "bidirectional"),
+    ({"bidirectional": "yes"}, 5, "bidirectional"),
 ])
 def test_the_loader_refuses_an_invalid_bidirectional_config(model, version, fragment):
     with pytest.raises(CheckpointError, match=fragment):
@@ -151,3 +151,18 @@ def test_a_pytorch_bidirectional_gru_imports_as_the_cloze_model(tmp_path, capfd)
         rows = torch.cat([out[:-2, 0, :H], out[2:, 0, H:]], -1)     # [h_{t-1}; g_{t+1}]
         theirs = head(rows).log_softmax(-1).numpy()
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_predict_mix_and_adapt_refuse_it(bi_run, small_corpus, tmp_path, capfd):
+    code, _, err = run(capfd, "predict", bi_run / "best.npz", "--prime", "the")
+    assert_one_line_error(err, code, 2, "bidirectional", "charlm fill")
+    ngram = tmp_path / "ng"
+    code, _, err = run(capfd, "train", small_corpus, "--cell", "ngram", "--out", ngram)
+    assert code == 0, err
+    code, _, err = run(capfd, "mix", bi_run / "best.npz", ngram / "best.npz", "--out",
+                       tmp_path / "m.npz")
+    assert_one_line_error(err, code, 2, "bidirectional", "a mixture")
+    code, _, err = run(capfd, "eval", "perplexity", bi_run / "best.npz", "--corpus",
+                       small_corpus, "--split", "val", "--adapt")
+    assert_one_line_error(err, code, 2, "bidirectional", "--adapt")
+    assert not (bi_run / "mix.npz").exists() and not (tmp_path / "m.npz").exists()

@@ -136,13 +136,13 @@ def assert_unchanged(before, after):
 def metrics(out):
     """The validation records of metrics.jsonl (each run's opening record left out)."""
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [r for r in records if r.get("event") != "start"]
+    return [r for r in records if r.get("event") not in ("start", "mixture")]
 
 
 # ---- D: numerics --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("activation,fragments", [
-    ("relu", ("diverged", "5 steps in a row", "last finite loss")),   # overflows to NaN
+    ("relu", ("diverged", "non-finite loss or gradient", "last finite loss")),   # overflows
     ("tanh", ("loss is exploding", "over 3 x the first")),          # stays finite, but huge
 ])
 def test_d1_d6_a_huge_learning_rate_exits_6_without_numpy_warnings(small_corpus, tmp_path, capfd,
@@ -152,8 +152,10 @@ def test_d1_d6_a_huge_learning_rate_exits_6_without_numpy_warnings(small_corpus,
                        *TINY, "--optimizer", "sgd", "--lr", "1e30", "--clip-norm", "1e30",
                        "--lr-schedule", "constant", "--steps", "50", "--eval-every", "25",
                        "--out", out)
-    assert_error(err, code, 6, *fragments, "lower --lr (now 1e+30)",
-                 f"no checkpoint was saved in {out}")
+    # three rollbacks (the default --max-rollbacks) halve 1e30 three times: still far too much
+    assert_error(err, code, 6, *fragments, "lower --lr (now 1e+30; 3 rollbacks took it down to "
+                 "1.25e+29)", f"no checkpoint was saved in {out}")
+    assert err.count("rollback ") == 3
     assert not (out / "last.npz").exists() and temp_files(out) == []
 
 
@@ -169,19 +171,23 @@ def test_d1_divergence_keeps_the_last_good_checkpoint_byte_for_byte(small_corpus
     saved = record_saves(monkeypatch)
     out = tmp_path / "run"
     code, _, err = train(capfd, small_corpus, out, "--eval-every", "5", steps=20)
-    # steps 6..10 are non-finite: the fifth skip in a row (step 10) aborts before step 10's save
-    assert_error(err, code, 6, "lower --lr", "step 10", "last finite loss", "at step 5", str(out))
+    # every loss from the sixth on is NaN: three rollbacks to step 5 skip steps 6, 7 and 8;
+    # step 9 is the fourth divergence and ends the run before step 10's save
+    assert_error(err, code, 6, "lower --lr", "step 9", "last finite loss", "at step 5", str(out),
+                 "3 rollbacks")
     assert set(saved) == {"last.npz", "best.npz"}
     for name, content in saved.items():
         assert (out / name).read_bytes() == content, name
     ckpt = checkpoint.load(out / "last.npz")
     assert ckpt.config["progress"]["step"] == 5
-    assert [r["step"] for r in metrics(out)] == [5]
+    assert [r["step"] for r in metrics(out) if "event" not in r] == [5]
+    assert [(r["step"], r["to_step"], r["skip_step"]) for r in metrics(out) if "event" in r] == \
+        [(6, 5, 6), (7, 5, 7), (8, 5, 8)]
     assert temp_files(out) == []
 
 
-def test_d2_one_non_finite_step_is_skipped_counted_and_training_goes_on(small_corpus, tmp_path,
-                                                                       capfd, monkeypatch):
+def test_d2_a_non_finite_step_rolls_back_halves_the_rate_and_skips_its_batch(
+        small_corpus, tmp_path, capfd, monkeypatch):
     calls = itertools.count(1)
     real = loss.cross_entropy
 
@@ -191,20 +197,34 @@ def test_d2_one_non_finite_step_is_skipped_counted_and_training_goes_on(small_co
     monkeypatch.setattr(loss, "cross_entropy", nan_at_step_4)
     steps = record_steps(monkeypatch)
     out = tmp_path / "run"
-    code, _, err = train(capfd, small_corpus, out, "--eval-every", "4", steps=8)
+    code, _, err = train(capfd, small_corpus, out, "--eval-every", "4", "--optimizer", "sgd",
+                         "--lr-schedule", "constant", steps=8)
     assert code == 0, err
-    assert len(steps) == 8
-    before, after, (step_loss, _) = steps[3]
-    assert math.isnan(step_loss)
-    assert_unchanged(before, after)            # no parameter, moment or optimizer-step change
-    for i in (2, 4, 7):                        # the steps around it did update
-        assert not np.array_equal(steps[i][0][0], steps[i][1][0])
-    assert err.count("warning: step 4 had a non-finite loss (nan)") == 1
-    assert "skipped steps" in err               # the summary
-    assert [(r["step"], r["skipped"]) for r in metrics(out)] == [(4, 1), (8, 1)]
-    ckpt = checkpoint.load(out / "last.npz")
-    assert ckpt.config["progress"]["skipped"] == 1 and ckpt.config["progress"]["step"] == 8
-    assert ckpt.config["progress"]["optimizer_step"] == 7
+    # steps 1-3, the NaN at step 4 (no update, not recorded), back to step 0: steps 1-3 again,
+    # step 4's batch skipped, steps 5-8
+    assert len(steps) == 3 + 3 + 1 + 4
+    first, replayed = steps[0], steps[3]
+    assert_unchanged(first[0], replayed[0])     # the same weights, moments and update count
+    for (before, after, _), (again, after_again, _) in zip(steps[:3], steps[3:6]):
+        # SGD: the update is -lr * gradient, and the same batch has the same gradient at the
+        # same weights; the halved rate halves it (only the first pair starts equal)
+        if np.array_equal(before[0], again[0]):
+            update, replayed_update = after[0] - before[0], after_again[0] - again[0]
+            assert np.abs(update).max() > 1e-4      # float32 weights: updates to within 2e-7
+            np.testing.assert_allclose(replayed_update, update / 2, rtol=1e-3, atol=2e-7)
+    before, after, (step_loss, norm) = steps[6]
+    assert math.isnan(step_loss) and math.isnan(norm)
+    assert_unchanged(before, after)            # the skipped batch: no update at all
+    assert "rollback 1 of at most 3: the loss diverged" in err
+    assert "batch 4 to be skipped" in err and "step 4: skipped the batch that diverged" in err
+    assert "rollbacks" in err                  # the summary
+    records = metrics(out)
+    assert [(r["step"], r["to_step"], r["skip_step"], r["lr"]) for r in records
+            if r.get("event") == "rollback"] == [(4, 0, 4, pytest.approx(2e-3))]
+    assert [(r["step"], r["skipped"]) for r in records if "event" not in r] == [(4, 1), (8, 1)]
+    progress = checkpoint.load(out / "last.npz").config["progress"]
+    assert (progress["skipped"], progress["rollbacks"], progress["lr_scale"]) == (1, 1, 0.5)
+    assert progress["step"] == 8 and progress["optimizer_step"] == 7 and progress["skip_at"] == []
 
 
 @pytest.mark.parametrize("clip", [("--clip-norm", "5"), ("--clip-value", "0.5")])
@@ -223,10 +243,10 @@ def test_d4_an_inf_gradient_entry_is_caught_before_clipping(small_corpus, tmp_pa
     out = tmp_path / "run"
     code, _, err = train(capfd, small_corpus, out, *clip, steps=5)
     assert code == 0, err
-    before, after, (step_loss, norm) = steps[2]
-    assert math.isfinite(step_loss) and norm == math.inf
-    assert_unchanged(before, after)            # clipping inf would have made NaN weights
-    assert "warning: step 3 had a non-finite loss" in err and "gradient norm (inf)" in err
+    # validated after every step: back to step 2's state, step 3's batch skipped, then 4 and 5
+    assert len(steps) == 2 + 1 + 2 and math.isnan(steps[2][2][0])
+    assert_unchanged(steps[2][0], steps[2][1])
+    assert "gradient norm inf" in err and "batch 3 to be skipped" in err
     ckpt = checkpoint.load(out / "last.npz")    # loading checks every value is finite
     assert ckpt.config["progress"]["skipped"] == 1
 

@@ -12,7 +12,7 @@ from charlm import names
 PACKAGE = Path(__file__).resolve().parents[1] / "charlm"
 
 # layer -> rank; a module may import its own layer's modules and those of lower ranks only
-LAYERS = {"__init__": 0, "names": 0, "errors": 0, "fs": 1, "nn": 2, "data": 2, "io": 3,
+LAYERS = {"__init__": 0, "names": 0, "errors": 0, "fs": 1, "nn": 2, "data": 2, "chart": 2, "io": 3,
           "lm": 4, "train": 5, "cli": 6, "__main__": 7}
 FRONT_END_ONLY = {"typer", "rich", "tqdm", "click"}
 MAX_LINES, MAX_FUNCTION, MAX_CLASS = 300, 60, 150

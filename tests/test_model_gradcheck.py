@@ -42,7 +42,7 @@ def _random_state(cfg, B, rng):
             for s in model.initial_state(cfg, B, np.float64)]
 
 
-# The layout code takes different paths at one stream, a few, and from 4 up (model.SMALL_BATCH,
+# The layout code takes different paths at one stream, a few, and from 4 up (projection.SMALL_BATCH,
 # the LSTM's sigmoid blocks), so every check runs at each.
 BATCHES = [1, 3, 5]
 

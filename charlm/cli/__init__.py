@@ -25,7 +25,8 @@ except ImportError:
 from charlm.cli.app import app, discard_stdout
 from charlm.errors import CharlmError, die_by_signal, one_line
 
-COMMAND_MODULES = ("train", "sample", "fill", "evaluate", "cloze", "info", "export", "corpus")   # --help lists this order
+COMMAND_MODULES = ("train", "sample", "predict", "fill", "evaluate", "cloze", "mix", "info",
+                   "plot", "export", "corpus")                 # --help lists this order
 for _name in COMMAND_MODULES:
     importlib.import_module(f"charlm.cli.{_name}")        # each registers its commands on app
 

@@ -5,7 +5,7 @@ import sys
 
 import typer
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+app = typer.Typer(add_completion=True, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Character-level RNN, LSTM and GRU language models in numpy.")
 eval_app = typer.Typer(no_args_is_help=True, help="Measure a model on text.")
 app.add_typer(eval_app, name="eval")

@@ -8,6 +8,7 @@ import typer
 
 from charlm.cli import options as o
 from charlm.cli.app import eval_app
+from charlm.names import ADAPT_DEFAULTS
 
 
 @eval_app.command("perplexity")
@@ -19,11 +20,17 @@ def eval_perplexity(
     val_frac: float | None = typer.Option(None, "--val-frac", callback=o.fraction, help="With --corpus: override the checkpoint's split."),
     streams: int = typer.Option(1, min=1, help="Score in S parallel pieces (1 = exact definition)."),
     compare: list[Path] | None = typer.Option(None, help="Another checkpoint to score on the same text (repeatable)."),
+    mix: list[Path] | None = typer.Option(None, help="Mix CHECKPOINT with this model (repeatable); weights adapt online."),
+    mix_weights: str | None = typer.Option(None, "--mix-weights", callback=o.mix_weights, help="Fixed weights w1,w2,... for CHECKPOINT and each --mix model."),
     unknown: o.Unknown = typer.Option(o.Unknown.error, help="Characters outside the vocabulary: error or skip."),
     encoding_errors: o.EncodingErrors = typer.Option(o.EncodingErrors.strict, "--encoding-errors", help="strict, or replace invalid UTF-8 with U+FFFD."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     show: bool = typer.Option(False, "--show", help="Print the text coloured by how surprised the model was at each character (its nats)."),
     html_out: Path | None = typer.Option(None, "--html", help="Write OUT.html: the coloured text, a legend and, on hover, the model's top 5 predictions."),
+    adapt: bool = typer.Option(False, help="Dynamic evaluation: after scoring each segment, take a gradient step on it."),
+    adapt_lr: float = typer.Option(ADAPT_DEFAULTS[0], "--adapt-lr", callback=o.non_negative, help="With --adapt: the step size (0 = the static score)."),
+    adapt_decay: float = typer.Option(ADAPT_DEFAULTS[1], "--adapt-decay", callback=o.non_negative, help="With --adapt: the pull back toward the trained weights per segment."),
+    adapt_seg: int = typer.Option(ADAPT_DEFAULTS[2], "--adapt-seg", min=1, help="With --adapt: characters per segment (one step each)."),
 ):
     """Mean nats/char, bits/char and perplexity of CHECKPOINT on text."""
     from charlm import lm
@@ -43,9 +50,14 @@ def eval_perplexity(
     if html_out is not None:
         from charlm.cli import heatmap
         heatmap.check_target(html_out)
-    models = [lm.load(p) for p in [checkpoint, *compare]]
+    from charlm.lm.mixture import with_mix
+    main = with_mix(lm.load(checkpoint), [lm.load(p) for p in mix or []], mix_weights)
+    models = [main, *(lm.load(p) for p in compare)]
     texts = _Texts(files, corpus, split.value if split else "val", val_frac, unknown.value,
                    encoding_errors.value)
+    if adapt:
+        from charlm.lm.adapt import Settings, with_adapt
+        models[0] = with_adapt(main, Settings(adapt_lr, adapt_decay, adapt_seg), texts.rms_of)
     results = [(model, _score(model, texts, streams, unknown.value)) for model in models]
     if show or html_out is not None:
         from charlm.cli import heatmap
@@ -100,6 +112,21 @@ class _Texts:
             from charlm.cli import render
             self._corpus = render.read_corpus(self.corpus_paths, self.encoding_errors)
         return self._corpus
+
+    def rms_of(self, neural):
+        """--adapt's gradient RMS for a checkpoint that holds none: from --corpus's training
+        split."""
+        from charlm.errors import UsageError
+        from charlm.lm.adapt import training_rms
+        if not self.corpus_paths:
+            raise UsageError(f"{neural.path} holds no gradient statistics for --adapt; pass "
+                             "the run's mix.npz (its model holds them), or score --corpus "
+                             "TRAINING_TEXT --split val, whose training split gives them")
+        from charlm.data import text
+        val_frac = neural.config.get("train", {}).get("val_frac", 0.1)
+        train_ids, _ = text.split_train_val(self.corpus.ids, val_frac)
+        ids, _ = neural.vocab.encode_codepoints(self.corpus.vocab.codepoints[train_ids], "skip")
+        return training_rms(neural, ids)[0]
 
     def for_model(self, model):
         """(id arrays in model's vocabulary, how many characters were skipped)."""

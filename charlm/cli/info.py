@@ -21,6 +21,7 @@ def info(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint."),
               "parameters": model.parameters, "vocab_size": model.vocab.size,
               "step": progress.get("step"), "epoch": progress.get("epoch"),
               "best_val": progress.get("best_val"), "last_val": progress.get("last_val"),
+              "rollbacks": progress.get("rollbacks"), "lr_scale": progress.get("lr_scale"),
               "train": config.get("train"), "data": config.get("data"),
               "format_version": model.format_version,
               "charlm_version": config.get("charlm_version")}
@@ -43,6 +44,9 @@ def _print_report(path, model, report):
     for key in ("parameters", "vocab_size", "step", "epoch"):
         if report[key] is not None:
             table.add_row(labels.get(key, key.replace("_", " ")), f"{report[key]:,}")
+    if report["rollbacks"]:
+        table.add_row("rollbacks", f"{report['rollbacks']} (learning rate x "
+                                   f"{report['lr_scale']:g} since)")
     for key in ("best_val", "last_val"):
         nats = report[key]
         if nats is not None:
@@ -70,5 +74,16 @@ def _settings(config):
                 continue                        # shown under model
             if k == "activation" and not (cell and cell.USES_ACTIVATION):
                 continue
+            if k == "components":               # a mixture's models: whole configs, in --json
+                v = "; ".join(_component(c) for c in v)
             shown = ZERO_MEANS[k] if section == "train" and k in ZERO_MEANS and not v else v
+            if isinstance(shown, str) and not shown.isprintable():
+                shown = repr(shown)             # a separator such as '\n%\n'
             yield section, k, shown
+
+
+def _component(entry):
+    """One model of a mixture as the table shows it: its kind and sizes."""
+    m = entry["config"]["model"]
+    sizes = m.get("order") if m["cell"] == "ngram" else f"{m['layers']}x{m['hidden']}"
+    return f"{m['cell']} {sizes}"

@@ -27,6 +27,7 @@ EncodingErrors = _choices("EncodingErrors", ("strict", "replace"))
 CorpusName = _choices("CorpusName", ("shakespeare", "tinyshakespeare"))
 SynthKind = _choices("SynthKind", ("markov", "copy"))
 Split = _choices("Split", ("train", "val", "all"))
+XAxis = _choices("XAxis", ("steps", "seconds"))
 ExportFormat = _choices("ExportFormat", ("safetensors",))
 
 
@@ -69,3 +70,42 @@ def top_p(value):
     if not 0 < value <= 1:
         raise typer.BadParameter(f"must be above 0 and at most 1, not {value}")
     return value
+
+
+ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+MAX_SEPARATOR = 64           # characters (charlm.io.checkpoint.MAX_RESET_AT)
+
+
+def separator(value):
+    """--reset-at: the text with \\n, \\t, \\r and \\\\ turned into the characters they name, since
+    a shell passes "\\n%\\n" as a backslash, an n, a percent sign...; a real newline stays one."""
+    if value is None:
+        return None
+    out, chars = [], iter(value)
+    for ch in chars:
+        if ch != "\\":
+            out.append(ch)
+            continue
+        escaped = next(chars, "")
+        if escaped not in ESCAPES:
+            raise typer.BadParameter(f"unknown escape \\{escaped} in {value!r}; use \\n, \\t, "
+                                     "\\r or \\\\ (a backslash)")
+        out.append(ESCAPES[escaped])
+    text = "".join(out)
+    if not 1 <= len(text) <= MAX_SEPARATOR:
+        raise typer.BadParameter(f"must be 1 to {MAX_SEPARATOR} characters, not {len(text)}")
+    return text
+
+
+def mix_weights(value):
+    """--mix-weights "0.7,0.3" -> [0.7, 0.3] (checked against the models by charlm.lm.mixture)."""
+    if value is None:
+        return None
+    try:
+        weights = [float(part) for part in value.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"must be numbers separated by commas, like 0.7,0.3, "
+                                 f"not {value!r}") from None
+    for w in weights:
+        non_negative(w)
+    return weights

@@ -43,6 +43,15 @@ def nats(value):
             f"perplexity {loss.perplexity(value):.3f}")
 
 
+def sample_line(text, width):
+    """Generated text on one line of at most width cells: newlines shown as ↵, other control
+    characters and whitespace as spaces (a wide CJK character takes two cells)."""
+    from rich.cells import cell_len, set_cell_size
+    shown = "".join("↵" if c == "\n" else " " if c.isspace() or not c.isprintable() else c
+                    for c in text)
+    return set_cell_size(shown, width).rstrip() if cell_len(shown) > width else shown
+
+
 def read_corpus(paths, encoding_errors):
     """charlm.data.text.read_corpus, with its warnings (files skipped, bytes replaced) shown."""
     from charlm.data import text

@@ -45,10 +45,15 @@ def train(
     val_frac: float | None = typer.Option(None, "--val-frac", callback=o.fraction, help="Tail fraction held out for validation.", show_default=D("val_frac")),
     seed: int | None = typer.Option(None, min=0, help="Random seed.", show_default=D("seed")),
     state_reset: float | None = typer.Option(None, "--state-reset", callback=o.fraction, help="Chance per stream and step that the carried state restarts from zero.", show_default=D("state_reset")),
+    reset_at: str | None = typer.Option(None, "--reset-at", callback=o.separator, help="Documents: restart the hidden state after each occurrence of this text, e.g. '\\n%\\n' or '\\n\\n' (\\n, \\t, \\r and \\\\ are understood); kept in the checkpoint, so eval and sample restart there too.", show_default="no separator"),
     patience: int | None = typer.Option(None, min=0, help="Stop after N evaluations without improvement; 0 = off."),
+    max_rollbacks: int | None = typer.Option(None, "--max-rollbacks", min=0, max=1000, help="On divergence, return to the last good state with half the learning rate at most this often, then stop (exit 6).", show_default=D("max_rollbacks")),
+    sample_every: int | None = typer.Option(None, "--sample-every", min=1, help="Show a short sample at every Nth validation.", show_default=D("sample_every")),
+    no_samples: bool = typer.Option(False, "--no-samples", help="No samples during training."),
     order: int = typer.Option(6, min=1, max=12, help="n-gram order (--cell ngram)."),
     out: Path | None = typer.Option(None, help="Run directory for last.npz, best.npz, metrics.jsonl.", show_default="runs/<corpus name>"),
     resume: Path | None = typer.Option(None, help="Continue the run saved in this checkpoint."),
+    init_from: Path | None = typer.Option(None, "--init-from", help="Fine-tune: start a new run from this trained model's weights (its architecture; characters it does not know are added)."),
     force: bool = typer.Option(False, help="Overwrite checkpoints already in --out."),
     encoding_errors: o.EncodingErrors = typer.Option(o.EncodingErrors.strict, "--encoding-errors", help="strict, or replace invalid UTF-8 with U+FFFD."),
     quiet: bool = typer.Option(False, help="No progress bar."),
@@ -57,22 +62,27 @@ def train(
     values = locals()
     given = {k: _plain(values[k]) for k in RESUMED if values[k] is not None}
     limits = {k: values[k] for k in LIMITS}
+    if no_samples:
+        limits["sample_every"] = 0
     if given.get("cell") == NGRAM:
-        _train_ngram(corpus, given, order, out, resume, force, encoding_errors.value)
+        _train_ngram(corpus, given, order, out, resume, force, encoding_errors.value, init_from)
     else:
-        _train_neural(corpus, given, limits, out, resume, force, encoding_errors.value, quiet)
+        _train_neural(corpus, given, limits, out, (resume, init_from), force,
+                      encoding_errors.value, quiet)
 
 
 def _plain(value):
     return value.value if isinstance(value, Enum) else value
 
 
-def _train_neural(corpus_paths, given, limits, out, resume, force, encoding_errors, quiet):
+def _train_neural(corpus_paths, given, limits, out, start, force, encoding_errors, quiet):
+    """start: (the checkpoint to resume, the model to fine-tune), either or both None."""
     from charlm.cli import render, train_view
     from charlm.train import session
     from charlm.train.rundir import RunDir
+    resume, init_from = start
     corpus = render.read_corpus(corpus_paths, encoding_errors)
-    plan = session.plan(corpus, corpus_paths, given, limits, out, resume)
+    plan = session.plan(corpus, corpus_paths, given, limits, out, resume, init_from)
     for note in plan.notes:
         render.warn(note)
     for line in plan.chosen:
@@ -81,14 +91,21 @@ def _train_neural(corpus_paths, given, limits, out, resume, force, encoding_erro
         trainer, reason = session.start(plan)
         if reason:
             render.note(f"auto-size: {reason} (set --hidden/--layers to choose yourself)")
-        train_view.show(trainer, corpus, quiet)
+        from charlm.train.mixture import RunMixture
+        # a mixture is of left-to-right models; the bidirectional model has no such score
+        finish = None if trainer.mcfg.bidirectional else RunMixture(trainer).finish
+        train_view.show(trainer, corpus, quiet, finish)
 
 
-def _train_ngram(corpus_paths, given, order, out, resume, force, encoding_errors):
+def _train_ngram(corpus_paths, given, order, out, resume, force, encoding_errors, init_from):
     """Fit and save the Kneser-Ney baseline, then show its validation score."""
     from charlm.cli import render
+    from charlm.errors import UsageError
     from charlm.train import ngram
     from charlm.train.rundir import RunDir
+    if init_from is not None:
+        raise UsageError("--init-from fine-tunes a recurrent model; an n-gram model is "
+                         "counted afresh in seconds: drop --init-from")
     out = ngram.plan_out(corpus_paths, given, out, resume)
     corpus = render.read_corpus(corpus_paths, encoding_errors)
     with RunDir(out, fresh=True, force=force, resumable=False):

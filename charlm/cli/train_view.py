@@ -5,8 +5,8 @@ Signals: the first SIGINT or SIGTERM asks the trainer to save and stop at the ne
 boundary; a second one stops at once, saving nothing.
 """
 
-import math
 import os
+import shutil
 import signal
 import sys
 
@@ -16,24 +16,26 @@ from charlm.cli import render
 from charlm.errors import die_by_signal
 
 
-def show(trainer, corpus, quiet):
-    """Run trainer.run() to its end, rendering its events."""
+def show(trainer, corpus, quiet, finish=None):
+    """Run trainer.run() to its end, rendering its events; finish() after a completed run
+    gives the n-gram and mixture figures for the summary (charlm.train.mixture)."""
     view = TrainView(trainer, quiet)
-    view.opening(corpus)
 
     def on_signal(signum, frame):
         if trainer.stop_signal is None:
             trainer.stop_signal = signum            # acted on at the next step boundary
         else:
             raise KeyboardInterrupt                 # a second signal: stop now, save nothing
+    # installed before the opening line: from that line on, Ctrl-C saves the run
     view.previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        view.opening(corpus)
         for event in trainer.run():
             getattr(view, "on_" + event["event"])(event)
     finally:
         view.close()
     if view.summary is not None:
-        view.print_summary()
+        view.print_summary(finish() if finish else None)
 
 
 def _can_draw_a_bar():
@@ -49,8 +51,8 @@ def _can_draw_a_bar():
 class TrainView:
     def __init__(self, trainer, quiet):
         self.trainer, self.tcfg, self.quiet = trainer, trainer.tcfg, quiet
-        self.bar, self.summary, self.previous = None, None, {}
-        self.val_text, self.warned_skip, self.stopped_early = "-", False, None
+        self.bar, self.sample_bar, self.summary, self.previous = None, None, None, {}
+        self.val_text, self.stopped_early = "-", None
         # a file, a pipe or a terminal without a width (a bar cannot be drawn there) gets one
         # line per validation instead of a redrawn bar
         self.log_lines, self.chars_per_s = not quiet and not _can_draw_a_bar(), 0.0
@@ -90,13 +92,13 @@ class TrainView:
                         initial=0, mininterval=0.2,
                         bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} "
                         "[{elapsed}<{remaining}{postfix}]")
+        if self.tcfg.sample_every:                  # the latest sample, on the line below
+            self.sample_bar = tqdm(total=0, position=1, file=sys.stderr, bar_format="{desc}",
+                                   dynamic_ncols=True, leave=False)
 
     def on_step(self, event):
-        if not self.warned_skip and not (
-                math.isfinite(event["loss"]) and math.isfinite(event["grad_norm"])):
-            self.warned_skip = True                 # once; the summary has the count
-            self.say(f"warning: step {event['step']} had a non-finite loss ({event['loss']:g}) "
-                     f"or gradient norm ({event['grad_norm']:g}); its update was skipped")
+        if event["skipped"]:
+            self.say(f"step {event['step']}: skipped the batch that diverged")
         if self.log_lines:
             self.chars_per_s = event["chars_per_s"]
         elif self.bar is not None:
@@ -115,6 +117,24 @@ class TrainView:
             render.note(f"step {event['step']:,}{self.of_steps}, {event['elapsed']:.0f} s: "
                         f"train loss {event['train_loss']:.3f}, val {self.val_text}{best}, "
                         f"{self.chars_per_s / 1000:.1f}k chars/s")
+        if "sample" in event:
+            self._show_sample(event["sample"])
+
+    def _show_sample(self, sample):
+        """Into a log: a line of its own. On a terminal: the line under the bar, replaced."""
+        if self.log_lines:
+            render.note(f"  sample: {render.sample_line(sample, 80)}")
+        elif self.sample_bar is not None:
+            width = max(20, shutil.get_terminal_size().columns - 10)
+            self.sample_bar.set_description_str(
+                f"sample: {render.sample_line(sample, width)}", refresh=True)
+
+    def on_rollback(self, event):
+        skipped = (f", batch {event['skip_step']} to be skipped"
+                   if event["skip_step"] is not None else "")
+        self.say(f"rollback {event['rollbacks']} of at most {self.tcfg.max_rollbacks}: "
+                 f"{event['reason']}; back to step {event['to_step']:,} with the learning rate "
+                 f"halved to {event['lr']:.3g}{skipped}")
 
     def on_complete(self, event):
         render.note(f"already complete at step {event['step']}; nothing to do")
@@ -137,13 +157,16 @@ class TrainView:
 
     def close(self):
         """Close the bar and give the signals back their handlers."""
+        if self.sample_bar is not None:
+            self.sample_bar.close()
+            self.sample_bar = None
         if self.bar is not None:
             self.bar.close()
             self.bar = None
         for s, handler in self.previous.items():
             signal.signal(s, handler)
 
-    def print_summary(self):
+    def print_summary(self, mixture=None):
         s = self.summary
         table = render.key_value_table("training summary")
         table.add_row("parameters", f"{s['parameters']:,}")
@@ -154,8 +177,19 @@ class TrainView:
         for label, nats in (("last val", s["last_val"]), ("best val", s["best_val"])):
             if nats is not None:
                 table.add_row(label, render.nats(nats))
-        if s["skipped"]:
-            table.add_row("skipped steps", str(s["skipped"]))
+        if s["rollbacks"]:
+            table.add_row("rollbacks", f"{s['rollbacks']} (the learning rate halved at each; "
+                                       f"{s['skipped']} batches skipped)")
         written = ["last.npz"] + (["best.npz"] if s["best_val"] is not None else [])
         table.add_row("checkpoints", ", ".join(str(self.trainer.out / n) for n in written))
+        if mixture:
+            _mixture_rows(table, mixture)
         render.print_table(table, stderr=True)
+
+
+def _mixture_rows(table, m):
+    """The run's n-gram and its mixture with best.npz (charlm.train.mixture)."""
+    table.add_row(f"{m['ngram_order']}-gram val", f"{render.nats(m['ngram_val'])} "
+                  f"(fitted in {m['ngram_seconds']:.1f} s)")
+    table.add_row("model + n-gram val", f"{render.nats(m['mix_val'])}: pass {m['mix']} "
+                  "to sample and eval perplexity")

@@ -36,5 +36,9 @@ class Windows:
 
     def __getitem__(self, window):
         """(x, y), each (T, B): the characters of window `window` and the ones after them."""
-        idx = self.base + window * self.seq_len
+        idx = self.positions(window)
         return self.ids[idx], self.ids[idx + 1]
+
+    def positions(self, window):
+        """(T, B) positions in ids of window `window`'s inputs."""
+        return self.base + window * self.seq_len

@@ -96,6 +96,12 @@ class Vocab:
         new_id[order] = np.arange(self.size)
         return Vocab(self._cps[order]), new_id
 
+    def extended(self, other: Vocab) -> Vocab:
+        """This vocabulary with the code points of other that it lacks appended, in code-point
+        order: every id of this one keeps its character (fine-tuning on a new text)."""
+        new = np.setdiff1d(other.codepoints, self._cps)        # sorted
+        return Vocab(np.concatenate([self._cps, new])) if len(new) else self
+
     def encode(self, text: str, unknown: str = "error",
                what: str = "text") -> tuple[np.ndarray, int]:
         """text -> ((N',) ids in id_dtype, number of characters skipped). See encode_codepoints;

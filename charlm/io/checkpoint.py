@@ -12,36 +12,49 @@ Key layout, every array one zip member (charlm.io.npz):
                              one per part of the cell's state (h, and c for the LSTM)
   (optim/ and state/ only in a training checkpoint, last.npz; best.npz holds the weights,
   the vocabulary and the config, marked "weights_only": true, format version 2)
+    adapt/rms                float32 (P,) the root mean square of training gradients, all
+                             parameters flat in params order (charlm.nn.dynamic), only in a
+                             file whose config has "adapt_rms" (format version 4): the
+                             recurrent model inside a run's mix.npz
     meta/vocab               int32 (V,) Unicode code points, index = id
     meta/config              JSON (uint8 bytes): kind, charlm_version, and the model, train,
                              progress (charlm.io.progress) and data sections
-    meta/format_version      int64 scalar: 4 for a bidirectional model (its config field
+    meta/format_version      int64 scalar: 5 for a bidirectional model (its config field
                              "bidirectional": true, rnn.*_reverse parameters and head.weight
-                             (V, 2H); its state/ is the forward stack's), 3 for a model
-                             with an adaptive softmax, 2 for one
-                             with a learned embedding or a weights-only file, else 1, so that
-                             a charlm that predates a part refuses the file by its version
+                             (V, 2H); its state/ is the forward stack's), 4 for a model
+                             trained with a document separator
+                             (the model section's "reset_at", charlm.nn.resets), 3 for one
+                             with an adaptive softmax, 2 for one with a learned embedding or a
+                             weights-only file, else 1, so that a charlm that predates a part
+                             refuses the file by its version
 An n-gram checkpoint holds ngram/* arrays instead of params/optim/state (charlm.nn.kneser_ney)
-and its model section is {"cell": "ngram", "vocab_size", "order", "sizes"}.
+and its model section is {"cell": "ngram", "vocab_size", "order", "sizes"}. A mixture
+checkpoint (format version 4) holds whole checkpoints of other kinds under mix/<i>/
+(charlm.io.mixture).
 """
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from charlm import __version__, names
 from charlm.data.vocab import Vocab
 from charlm.errors import CheckpointError
+from charlm.io import mixture
 from charlm.io.npz import load_checkpoint, save_checkpoint
 from charlm.io.progress import Progress, check_field
 from charlm.nn import adaptive, kneser_ney, model, output
 from charlm.nn.cells import CELLS
 from charlm.nn.optim import OPTIMIZERS
 
-FORMAT_VERSION = 4              # the newest this charlm reads and writes
+FORMAT_VERSION = 5              # the newest this charlm reads and writes
 EMBEDDING_VERSION = 2           # the first format with a learned input embedding
 WEIGHTS_ONLY_VERSION = 2        # the first format with weights-only files
 ADAPTIVE_VERSION = 3            # the first format with an adaptive softmax
-BIDIRECTIONAL_VERSION = 4       # the first format with the bidirectional cloze model
+RESET_VERSION = 4               # the first format with a document separator (reset_at)
+MIXTURE_VERSION = mixture.MIXTURE_VERSION   # the first format with mixtures
+ADAPT_VERSION = 4               # the first format with dynamic evaluation's gradient RMS
+BIDIRECTIONAL_VERSION = 5       # the first format with the bidirectional cloze model
 KIND = "charlm-checkpoint"
 MAX_VOCAB = 0x110000
 MAX_HIDDEN = 65536
@@ -49,6 +62,7 @@ MAX_LAYERS = 64
 MAX_ORDER = 12
 MAX_EMBED = 65536
 MAX_DIV_VALUE = 64.0
+MAX_RESET_AT = 64               # characters of a document separator
 
 
 @dataclass
@@ -67,20 +81,24 @@ class Loaded:
 
 
 def kind_of(config):
-    """"ngram" or "neural": which model a checkpoint's config describes (the one place)."""
+    """"ngram", "mixture" or "neural": which model a checkpoint's config describes (the one
+    place)."""
     m = config.get("model") if isinstance(config, dict) else None
     cell = m.get("cell") if isinstance(m, dict) else None
-    return names.NGRAM if cell == names.NGRAM else "neural"
+    return cell if cell in (names.NGRAM, names.MIXTURE) else "neural"
 
 
 def model_config_from(config, version=FORMAT_VERSION):
     """ModelConfig from a neural checkpoint's config, every field validated; a file of a
-    format before the embedding or the adaptive softmax has none."""
+    format before the embedding, the adaptive softmax or the document separator has none."""
     m = config.get("model") if isinstance(config, dict) else None
-    embed = 0
+    embed, reset_at = 0, ""
     if isinstance(m, dict) and "embed" in m:
         embed = check_field(m, "embed", int, 0, MAX_EMBED)
         _needs(version, EMBEDDING_VERSION, "embed", embed)
+    if isinstance(m, dict) and "reset_at" in m:
+        reset_at = _reset_at(m)
+        _needs(version, RESET_VERSION, "reset_at", reset_at)
     cfg = model.ModelConfig(
         cell=check_field(m, "cell", str, choices=names.CELLS),
         vocab_size=check_field(m, "vocab_size", int, 2, MAX_VOCAB),
@@ -89,6 +107,7 @@ def model_config_from(config, version=FORMAT_VERSION):
         activation=check_field(m, "activation", str, choices=names.ACTIVATIONS),
         dropout=float(check_field(m, "dropout", (int, float), 0.0, 0.99)),
         embed=embed,
+        reset_at=reset_at,
     )
     if "bidirectional" in m:
         bidirectional = check_field(m, "bidirectional", bool)
@@ -110,15 +129,32 @@ def model_config_from(config, version=FORMAT_VERSION):
     return replace(cfg, softmax=output.ADAPTIVE, cutoffs=cutoffs, div_value=div_value)
 
 
+def _reset_at(m):
+    """The model section's document separator: a string of whole Unicode characters."""
+    text = check_field(m, "reset_at", str)
+    try:
+        text.encode("utf-8")                        # a lone surrogate cannot be a character
+    except UnicodeEncodeError:
+        text = None
+    if text is None or len(text) > MAX_RESET_AT:
+        raise CheckpointError("config field 'reset_at' has an invalid value")
+    return text
+
+
 def _needs(version, first, field, present):
     if present and version < first:
         raise CheckpointError(f"config field '{field}' needs format {first}, not {version}")
 
 
-def format_version(model_section, weights_only=False):
-    """The oldest format that holds a model with this model section (and weights only)."""
+def format_version(model_section, weights_only=False, adapt_rms=False):
+    """The oldest format that holds a model with this model section (and weights only, and
+    the gradient RMS of dynamic evaluation)."""
     if model_section.get("bidirectional"):
         return BIDIRECTIONAL_VERSION
+    if adapt_rms:
+        return ADAPT_VERSION
+    if model_section.get("reset_at"):
+        return RESET_VERSION
     if model_section.get("softmax", output.FULL) != output.FULL:
         return ADAPTIVE_VERSION
     if weights_only:
@@ -137,6 +173,8 @@ def schema(config, version):
         raise CheckpointError(f"unknown checkpoint format version {version}")
     if kind_of(config) == names.NGRAM:
         return _ngram_schema(config)
+    if kind_of(config) == names.MIXTURE:
+        return mixture.schema(config, version, schema, MAX_VOCAB)
     return _neural_schema(config, version)
 
 
@@ -146,6 +184,10 @@ def _neural_schema(config, version):
     shapes = model.param_shapes(cfg)
     members = {f"params/{name}": ("<f4", shape) for name, shape in shapes.items()}
     members["meta/vocab"] = ("<i4", (cfg.vocab_size,))
+    if "adapt_rms" in config:
+        check_field(config, "adapt_rms", dict)
+        _needs(version, ADAPT_VERSION, "adapt_rms", True)
+        members["adapt/rms"] = ("<f4", (sum(math.prod(s) for s in shapes.values()),))
     if is_weights_only(config, version):
         return members      # no training settings needed (a model imported from PyTorch has none)
     train = config.get("train")
@@ -218,6 +260,11 @@ def load(path):
         vocab = Vocab.from_array(ckpt.arrays["meta/vocab"])
     except ValueError as exc:
         raise CheckpointError(f"{path}: invalid vocabulary ({exc})") from None
+    neural = kind_of(ckpt.config) != names.NGRAM      # its model section is validated
+    reset_at = ckpt.config["model"].get("reset_at", "") if neural else ""
+    if any(vocab.index(ch) is None for ch in reset_at):
+        raise CheckpointError(f"{path}: the document separator (reset_at) has a character "
+                              "outside the vocabulary")
     return Loaded(ckpt.path, ckpt.config, ckpt.arrays, vocab, ckpt.format_version)
 
 

@@ -16,6 +16,7 @@ _COUNT = (int, 0, 1 << 62, False)
 _SECONDS = ((int, float), 0.0, 1e12, False)
 _LOSS = ((int, float), -1e30, 1e30, True)            # the last entry: None allowed
 _SPENT = ((int, float), 0.0, 1e12, True)
+_SCALE = ((int, float), 1e-300, 1.0, False)
 
 
 def _checked(check):
@@ -30,8 +31,10 @@ class Progress:
     elapsed: float = field(default=0.0, metadata={"check": _SECONDS})   # seconds, probes too
     best_val: float | None = _checked(_LOSS)      # nats/char, None before a validation
     last_val: float | None = _checked(_LOSS)
-    skipped: int = _checked(_COUNT)               # updates skipped for a non-finite loss
-    consecutive_skips: int = _checked(_COUNT)
+    skipped: int = _checked(_COUNT)               # batches skipped after a rollback
+    rollbacks: int = _checked(_COUNT)             # returns to the last good state (divergence)
+    lr_scale: float = field(default=1.0, metadata={"check": _SCALE})   # halved at each rollback
+    skip_at: list = field(default_factory=list)   # steps whose batch is skipped (they diverged)
     evals_since_best: int = _checked(_COUNT)      # for --patience
     optimizer_step: int = _checked(_COUNT)        # the optimizer's update count (bias correction)
     initial_loss: float | None = _checked(_LOSS)  # for the explosion rule
@@ -70,6 +73,8 @@ class Progress:
             value = section[f.name]
             if f.name == "rng":
                 _check_rng(value)
+            elif f.name == "skip_at":
+                _check_steps(value)
             elif not (value is None and f.metadata["check"][3]):
                 check_field(section, f.name, *f.metadata["check"][:3])
             values[f.name] = value
@@ -89,6 +94,12 @@ def check_field(section, key, kind, lo=None, hi=None, choices=None):
     if not ok:
         raise CheckpointError(f"config field {key!r} has an invalid value {str(value)[:40]!r}")
     return value
+
+
+def _check_steps(steps):
+    if not (isinstance(steps, list) and len(steps) <= 1000 and all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 < s < 1 << 62 for s in steps)):
+        raise CheckpointError("config field 'skip_at' has an invalid value")
 
 
 def _check_rng(state):

@@ -16,6 +16,9 @@ class BidirectionalLM(NeuralLM):
     def score(self, ids, streams=1):
         raise self._left_to_right("score text left to right (eval perplexity)")
 
+    def log_probs(self, ids, streams=1):
+        raise self._left_to_right("score text left to right")
+
     def score_batch(self, texts):
         raise self._left_to_right("score text left to right")
 

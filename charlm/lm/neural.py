@@ -3,7 +3,7 @@
 import numpy as np
 
 from charlm.io import checkpoint
-from charlm.nn.inference import Stepper, score_ids, score_texts
+from charlm.nn.inference import Stepper, position_log_probs, score_ids, score_texts
 
 
 class NeuralLM:
@@ -13,15 +13,24 @@ class NeuralLM:
         self.model_config = checkpoint.model_config_from(loaded.config, loaded.format_version)
         self.params, _, _ = checkpoint.neural_arrays(loaded, self.model_config)
         self.parameters = sum(int(v.size) for v in self.params.values())
+        # the document separator as ids (checkpoint.load checked its characters are known)
+        self.reset_ids = self.vocab.encode(self.model_config.reset_at)[0]
+        self.adapt_rms = loaded.arrays.get("adapt/rms")   # dynamic evaluation's, if stored
 
     def describe(self):
         return self.model_config.describe()
 
     def score(self, ids, streams=1):
-        return score_ids(self.params, self.model_config, ids, streams)
+        return score_ids(self.params, self.model_config, ids, streams, reset_ids=self.reset_ids)
+
+    def log_probs(self, ids, streams=1):
+        return position_log_probs(self.params, self.model_config, ids, streams,
+                                  reset_ids=self.reset_ids)
 
     def score_batch(self, texts):
+        if len(self.reset_ids):                # the restarts are score()'s: one text at a time
+            return np.array([self.score(row)[0] for row in np.asarray(texts, np.int64)])
         return score_texts(self.params, self.model_config, np.asarray(texts, np.int64))
 
     def stepper(self):
-        return Stepper(self.params, self.model_config)
+        return Stepper(self.params, self.model_config, self.reset_ids)

@@ -23,6 +23,11 @@ class NGramLM:
         log_probs = kneser_ney.log_prob_stream(self.model, ids)
         return float(-log_probs.sum()), len(ids) - 1
 
+    def log_probs(self, ids, streams=1):
+        if len(ids) < 2:
+            return np.zeros(0, np.float64)
+        return kneser_ney.log_prob_stream(self.model, ids)
+
     def score_batch(self, texts):
         return np.array([self.score(row)[0] for row in np.asarray(texts, np.int64)])
 
@@ -38,6 +43,12 @@ class NGramStepper:
 
     def reset(self):
         self.context = []
+
+    def snapshot(self):
+        return list(self.context)
+
+    def restore(self, snapshot):
+        self.context = list(snapshot)
 
     def step(self, char_id):
         keep = self.model.order - 1                    # the context an order-n model uses

@@ -41,10 +41,13 @@ def direction_params(params, suffix):
     return picked
 
 
-def loss_and_grads(params, cfg, x, y, state, grads, dropout_rng=None, dstate=None, ws=FRESH):
+def loss_and_grads(params, cfg, x, y, state, grads, dropout_rng=None, dstate=None, ws=FRESH,
+                   keep=None):
     """model.loss_and_grads for the bidirectional model: x, y (T, B). Writes the gradient of
     the mean nats into grads; returns (summed nats, forward stack's final state, gradient of
-    its initial state). The reversed stack carries nothing from chunk to chunk."""
+    its initial state). The reversed stack carries nothing from chunk to chunk. keep: None
+    (a document separator, --reset-at, is not for this model)."""
+    assert keep is None, "the bidirectional model has no document restarts"
     T, B = x.shape
     H, dt = cfg.hidden, params["rnn.weight_hh_l0"].dtype
     fwd, rev = direction_params(params, ""), direction_params(params, REVERSE)

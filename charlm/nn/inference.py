@@ -6,24 +6,20 @@ Dimensions: T time steps, B streams, V vocabulary, H hidden size, G gates.
 
 The score of a text (the same for `charlm eval perplexity` and the validation loss of
 training): the text starts from the zero state; its first character is context for the
-second, so N characters give N - 1 predictions; the state is carried through the whole text.
-With S streams the predictions are cut into S contiguous pieces scored side by side, each from
-the zero state; a piece starts one character early so that no prediction is lost.
+second, so N characters give N - 1 predictions; the state is carried through the whole text,
+except that a model trained with a document separator restarts it where each one ends
+(charlm.nn.resets). With S streams the predictions are cut into S contiguous pieces scored side
+by side, each from the zero state; a piece starts one character early so that no prediction
+is lost.
 """
 
 import math
 
 import numpy as np
 
-from charlm.nn import output
-from charlm.nn.layout import rows_of
-from charlm.nn.model import (
-    fold_input_weights,
-    initial_state,
-    input_columns,
-    project,
-    transposed,
-)
+from charlm.nn import output, resets
+from charlm.nn.model import initial_state, rows_of, transposed
+from charlm.nn.projection import fold_input_weights, input_columns, project
 from charlm.nn.workspace import FRESH, Workspace
 
 GEMV_THREADED_SIZE = 460_800    # OpenBLAS runs a float32 GEMV of this many weights on all threads
@@ -48,13 +44,14 @@ def _recurrent_for_inference(cell, w_hh, batch):
     return w
 
 
-def infer(params, cfg, x, state, ws=FRESH, folded=None):
+def infer(params, cfg, x, state, ws=FRESH, folded=None, keep=None):
     """forward for scoring: no dropout, no cache. Returns the top layer's rows (H, T*B) (what
     charlm.nn.output reads) and the state.
 
     folded: fold_for_inference(params, cfg, B), to reuse over the chunks of a text (else made
     here). With a workspace (ws), the rows live in it until the next call; every array here
-    dies within its layer's turn, so the layers share them.
+    dies within its layer's turn, so the layers share them. keep: where the state restarts, as
+    in charlm.nn.model.forward.
     """
     cell = cfg.cell_module
     T, B = x.shape
@@ -63,34 +60,54 @@ def infer(params, cfg, x, state, ws=FRESH, folded=None):
     inp, new_state = None, []
     for layer_state, (w_in, b_in, w_hh, b_hh) in zip(transposed(state), folded):
         xs = project(w_in, b_in, x, inp, ws)
-        inp, final = cell.infer(xs, layer_state, w_hh, b_hh, cfg.activation, ws)  # (T, H, B)
+        inp, final = cell.infer(xs, layer_state, w_hh, b_hh, cfg.activation, ws, keep)
         new_state.append(final)
     return rows_of(inp, ws), transposed(new_state)
 
 
-def score_ids(params, cfg, ids, streams=1, chunk_len=256):
-    """Summed nats (float64) and the number of predictions for ids (N,)."""
+def score_ids(params, cfg, ids, streams=1, chunk_len=256, reset_ids=()):
+    """Summed nats (float64) and the number of predictions for ids (N,). reset_ids: the
+    separator (ids) after which the state restarts; none by default."""
+    total, n_pred = 0.0, max(len(ids) - 1, 0)
+    for _, log_probs in _chunk_log_probs(params, cfg, ids, streams, chunk_len, reset_ids):
+        total -= float(log_probs.sum())
+    return total, n_pred
+
+
+def position_log_probs(params, cfg, ids, streams=1, chunk_len=256, reset_ids=()):
+    """(N - 1,) float64 log p of each prediction of ids (N,), in text order: the terms whose
+    negated sum score_ids returns (a mixture weighs its models by them, one position at a
+    time). Memory: the N - 1 figures and one chunk, never an (N, V) array."""
+    out = np.zeros(max(len(ids) - 1, 0), np.float64)
+    for where, log_probs in _chunk_log_probs(params, cfg, ids, streams, chunk_len, reset_ids):
+        out[where] = log_probs
+    return out
+
+
+def _chunk_log_probs(params, cfg, ids, streams, chunk_len, reset_ids=()):
+    """Per chunk: (the predictions' positions in the text, their log-probabilities), over the
+    S streams of the module docstring."""
     n_pred = len(ids) - 1
     if n_pred <= 0:
-        return 0.0, 0
+        return
     streams = max(1, min(streams, n_pred))
     piece = math.ceil(n_pred / streams)                     # predictions per stream
     starts = np.arange(streams) * piece                     # (S,) first context position
     state = initial_state(cfg, streams, params["rnn.weight_hh_l0"].dtype)
-    total = 0.0
     # Chunks reuse their large arrays (2-15% faster at 16 streams); at one stream they
     # are small, and fresh ones measured faster.
     ws = Workspace() if streams > 1 else FRESH
     folded = fold_for_inference(params, cfg, streams)     # once, not per chunk
+    restart = resets.restarts(ids, reset_ids)               # (N,) bool
     for t0 in range(0, piece, chunk_len):
         pos = starts[None, :] + np.arange(t0, min(t0 + chunk_len, piece))[:, None]  # (T, S)
-        valid = pos < n_pred
+        valid = (pos < n_pred).reshape(-1)
         pos = np.minimum(pos, n_pred - 1)
         x, y = ids[pos], ids[pos + 1]                       # (T, S) each
-        top, state = infer(params, cfg, x, state, ws, folded)
+        keep = resets.keep_mask(restart[pos], state[0][0].dtype)
+        top, state = infer(params, cfg, x, state, ws, folded, keep)
         log_probs = output.target_log_probs(params, cfg, top, y.reshape(-1), ws)
-        total -= float(log_probs[valid.reshape(-1)].sum())
-    return total, n_pred
+        yield pos.reshape(-1)[valid], log_probs[valid]
 
 
 def score_texts(params, cfg, texts, chunk_len=32, max_logits=1 << 23):
@@ -124,7 +141,7 @@ class Stepper:
     neighbours in self.hidden: one call instead of two products and an add.
     """
 
-    def __init__(self, params, cfg):
+    def __init__(self, params, cfg, reset_ids=()):
         self.cfg, self.cell = cfg, cfg.cell_module
         cell = self.cell
         G, H = cell.GATES, cfg.hidden
@@ -160,17 +177,36 @@ class Stepper:
                       for k in range(cfg.layers)]
         self.a = np.empty(G * H, dtype)
         self.logits = np.empty(cfg.vocab_size, dtype)
+        self.watcher = resets.Watcher(reset_ids) if len(reset_ids) else None
 
     def reset(self):
-        """Back to the zero state."""
+        """Back to the zero state, before any character."""
+        self._zero_state()
+        if self.watcher is not None:
+            self.watcher.clear()
+
+    def _zero_state(self):
         for layer in self.state:
             for part in layer:
                 part[:] = 0
+
+    def snapshot(self):
+        """A copy of every layer's state vectors (h lives in self.hidden)."""
+        return self.hidden.copy(), [[part.copy() for part in layer[1:]] for layer in self.state]
+
+    def restore(self, snapshot):
+        hidden, rest = snapshot
+        self.hidden[:] = hidden
+        for layer, parts in zip(self.state, rest):
+            for part, saved in zip(layer[1:], parts):
+                part[:] = saved
 
     def step(self, char_id):
         """Feed one id; returns the logits (V,) for the next character (a reused buffer with
         the full softmax; log-probabilities, whose softmax is the same, with the adaptive one)."""
         H, a, step = self.cfg.hidden, self.a, self.cell.step
+        if self.watcher is not None and self.watcher.restarts_before(char_id):
+            self._zero_state()                                # a document starts
         for k, state in enumerate(self.state):
             if k == 0:
                 np.matmul(state[0], self.w_step[0], out=a)

@@ -67,18 +67,3 @@ def gather_columns_grad(ids, d_cols, num_cols, one_hot=None):
     sums = np.add.reduceat(np.take(d_cols, order, axis=1), starts, axis=1)
     out[:, sorted_ids[starts]] = sums
     return out
-
-
-def rows_of(inp, ws):
-    """The top layer's outputs inp (T, H, B) as rows (H, T*B), in time-major order."""
-    T, H, B = inp.shape                 # at B = 1, (T, H, 1) is already the rows' transpose
-    return inp.reshape(T, H).T if B == 1 else feature_rows(inp, ws.empty("top", (H, T * B),
-                                                                          inp.dtype))
-
-
-def dropout_mask(rng, drop, hs, ws):
-    """Inverted dropout: 0 with probability drop, else 1 / (1 - drop); shaped like hs."""
-    draws = rng.random(hs.shape, dtype=np.float32, out=ws.empty("draws", hs.shape, np.float32))
-    mask = np.greater_equal(draws, drop, out=ws.empty("mask", hs.shape, hs.dtype))
-    mask *= hs.dtype.type(1.0 / (1.0 - drop))
-    return mask

@@ -10,7 +10,8 @@ Parameters use the names and shapes of PyTorch's state_dict for nn.RNN/LSTM/GRU 
     head.weight (V, H)                 head.bias (V,)        the full softmax (nn.Linear)
     head.weight, tail.{i}.{0,1}.weight  the adaptive softmax (see charlm.nn.output)
 Bidirectional (charlm.nn.bidirectional): each rnn name also with PyTorch's suffix _reverse,
-head.weight (V, 2H). Parameters and gradients are views into one flat buffer each.
+head.weight (V, 2H). All parameters are views into one flat buffer, and so are their
+gradients, which makes clipping and the optimizer a few whole-buffer operations.
 """
 
 from dataclasses import asdict, dataclass
@@ -20,18 +21,9 @@ import numpy as np
 from charlm.nn import output
 from charlm.nn.cells import CELLS
 from charlm.nn.init import xavier_uniform
-from charlm.nn.layout import (
-    ONE_HOT_MAX_COLS,
-    dropout_mask,
-    feature_rows,
-    gather_columns_grad,
-    rows_of,
-    scale_rows,
-    shifted_rows,
-)
+from charlm.nn.layout import ONE_HOT_MAX_COLS, feature_rows, gather_columns_grad, shifted_rows
+from charlm.nn.projection import embedded, fold_input_weights, project
 from charlm.nn.workspace import FRESH
-
-SMALL_BATCH = 2        # below this many streams, per-chunk GEMMs beat per-step calls (measured)
 
 
 @dataclass(frozen=True)
@@ -46,6 +38,7 @@ class ModelConfig:
     softmax: str = output.FULL     # the output layer: full or adaptive
     cutoffs: tuple = ()            # the adaptive softmax's cluster bounds over frequency-ranked ids
     div_value: float = 4.0         # the adaptive softmax's shrink of each cluster's inner size
+    reset_at: str = ""             # the document separator the state restarts after; "" = none
     bidirectional: bool = False    # a cloze model: a second, reversed stack (nn.bidirectional)
 
     def to_dict(self):
@@ -76,8 +69,9 @@ class ModelConfig:
         embedding = f", embedding {self.embed}" if self.embed else ""
         cuts = "/".join(str(c) for c in self.cutoffs)
         softmax = f", adaptive softmax {cuts}" if self.softmax == output.ADAPTIVE else ""
+        documents = f", restarts after {self.reset_at!r}" if self.reset_at else ""
         cell = ("bidirectional " if self.bidirectional else "") + self.cell.upper()
-        return f"{self.layers}x{self.hidden} {cell}{embedding}{softmax}"
+        return f"{self.layers}x{self.hidden} {cell}{embedding}{softmax}{documents}"
 
 
 def param_shapes(cfg):
@@ -100,9 +94,11 @@ def allocate(shapes, dtype=np.float32):
     """One zeroed flat buffer and a dict of named views into it."""
     sizes = [int(np.prod(s)) for s in shapes.values()]
     flat = np.zeros(sum(sizes), dtype)
-    ends = np.cumsum(sizes, dtype=np.int64)
-    return flat, {name: flat[end - size:end].reshape(shape)
-                  for (name, shape), size, end in zip(shapes.items(), sizes, ends)}
+    views, offset = {}, 0
+    for (name, shape), size in zip(shapes.items(), sizes):
+        views[name] = flat[offset:offset + size].reshape(shape)
+        offset += size
+    return flat, views
 
 
 def matrix_size(cfg):
@@ -121,7 +117,7 @@ def init_params(cfg, rng, dtype=np.float32):
             xavier_uniform(params[f"rnn.weight_ih_l{k}{d}"], cfg.input_size if k == 0 else H, H,
                            rng)
             cfg.cell_module.init_recurrent(params[f"rnn.weight_hh_l{k}{d}"],
-                                           params[f"rnn.bias_ih_l{k}{d}"], rng)
+                                           params[f"rnn.bias_ih_l{k}{d}"], rng, cfg.activation)
     output.init(params, cfg, rng)
     if cfg.embed:                                  # N(0, 1), as nn.Embedding starts
         params["embed.weight"][...] = rng.standard_normal((cfg.vocab_size, cfg.embed))
@@ -140,86 +136,28 @@ def transposed(state):
     return [tuple(np.ascontiguousarray(s.T) for s in layer) for layer in state]
 
 
-def input_columns(params):
-    """(V, G*H): what layer 0's input product W_ih x is for each id: a column of W_ih for a
-    one-hot input, embed.weight @ W_ih^T with an embedding (the row the id selects, times W_ih)."""
-    w_ih = params["rnn.weight_ih_l0"]
-    if "embed.weight" in params:
-        return params["embed.weight"] @ w_ih.T
-    return w_ih.T
-
-
-def fold_input_weights(cell, params, k, batch, ws=FRESH, by_id=True):
-    """Layer k's input weights with the cell's folding applied: (w, bias) for project.
-
-    fold_input is affine per gate, fold(W x + b) = scale * W x + fold(b), so it is folded into
-    the weights. Layer 0 read by id (by_id: always for inference, for training without an
-    embedding) gets a table of input_columns with the biases folded in: (V, G*H) at a batch
-    below SMALL_BATCH, (G*H, V) from there on, and no bias. Any other layer gets the scaled
-    (G*H, D) W_ih and its folded bias (G*H, 1). ws: where the scaled W_ih comes from.
-    """
-    w_ih, b_ih, b_hh = (params[f"rnn.{n}_l{k}"] for n in ("weight_ih", "bias_ih", "bias_hh"))
-    if k == 0 and by_id:
-        table = cell.fold_input(input_columns(params) + b_ih, b_hh)     # (V, G*H)
-        return (table if batch < SMALL_BATCH else np.ascontiguousarray(table.T)), None
-    bias = cell.fold_input(b_ih.copy(), b_hh)[:, None]
-    w_folded = scale_rows(w_ih, cell.gate_scale(w_ih.shape[0] // cell.GATES, w_ih.dtype),
-                          ws.empty(f"w_folded_{min(k, 1)}", w_ih.shape, w_ih.dtype))
-    return w_folded, bias
-
-
-def embedded(params, x, ws=FRESH):
-    """The embedding's rows for the ids x (T, B), feature-major: (T, E, B) (a row gather)."""
-    table = params["embed.weight"]                                     # (V, E)
-    T, B = x.shape
-    out = ws.empty("embedded", (T, table.shape[1], B), table.dtype)
-    np.copyto(out, table[x].transpose(0, 2, 1))
-    return out
-
-
-def project(w, bias, x, inp, ws=FRESH):
-    """A layer's folded input projection (T, G*H, B) from fold_input_weights' (w, bias).
-
-    Without an input array (inp None) it gathers columns of the table w by the ids x (T, B);
-    else it multiplies w by inp (T, D, B). At a small batch, whole-chunk operations beat one
-    call per step. ws: where the (T, G*H, B) result comes from.
-    """
-    T, B = x.shape
-    small = B < SMALL_BATCH
-    if inp is None:
-        if small:                                                   # w: (V, G*H)
-            return np.ascontiguousarray(w[x].transpose(0, 2, 1))
-        xs = ws.empty("xs", (T, w.shape[0], B), w.dtype)
-        for t, ids in enumerate(x):            # per step: 4x faster than one gather + transpose
-            np.take(w, ids, axis=1, out=xs[t], mode="clip")       # "raise" buffers out
-        return xs
-    G, D = w.shape                                                  # (G*H, D)
-    if small:       # one stream: inp (T, D, 1) is (T, D) rows, so one GEMM against W^T
-        xs = np.matmul(inp.reshape(T, D), w.T).reshape(T, G, B)
-    else:
-        xs = np.matmul(w, inp, out=ws.empty("xs", (T, G, B), inp.dtype))  # (T, G*H, B)
-    xs += np.repeat(bias, B, axis=1)              # (G*H, B): broadcast over T only, not per row
-    return xs
-
-
-def loss_and_grads(params, cfg, x, y, state, grads, dropout_rng=None, dstate=None, ws=FRESH):
+def loss_and_grads(params, cfg, x, y, state, grads, dropout_rng=None, dstate=None, ws=FRESH,
+                   keep=None):
     """One chunk of truncated BPTT: x, y (T, B) inputs and targets. Writes the gradient of the
-    mean nats into grads; returns (summed nats, final state, gradient of the initial state)."""
-    top, new_state, cache = forward(params, cfg, x, state, dropout_rng, ws)
+    mean nats into grads; returns (summed nats, final state, gradient of the initial state).
+    keep: where the state restarts, as in forward."""
+    top, new_state, cache = forward(params, cfg, x, state, dropout_rng, ws, keep)
     nll_sum, out_cache = output.loss(params, cfg, top, y.reshape(-1), ws)
     d_top = output.backward(params, cfg, out_cache, grads, x.shape, ws)
     dstate0 = backward(params, cfg, d_top, cache, grads, dstate, ws)
     return nll_sum, new_state, dstate0
 
 
-def forward(params, cfg, x, state, dropout_rng=None, ws=FRESH):
+def forward(params, cfg, x, state, dropout_rng=None, ws=FRESH, keep=None):
     """x: (T, B) ids, time-major. Returns the top layer's outputs as rows top (H, T*B) (what
     charlm.nn.output reads), the final state and the cache.
 
     Inside, every per-step array is feature-major, (T, features, B) (see charlm.nn.layout). With
     a dropout_rng and cfg.dropout > 0, each layer's output is dropped (inverted dropout)
     before it feeds the next layer or the head. ws (a charlm.nn.workspace.Workspace) lends the
-    large arrays; top and the cache then live in it until the next step's forward.
+    large arrays; top and the cache then live in it until the next step's forward. keep: None,
+    or (T, 1, B) with 0 where a stream's state restarts before step t (charlm.nn.resets), in
+    every layer.
     """
     cell = cfg.cell_module
     T, B = x.shape
@@ -233,15 +171,30 @@ def forward(params, cfg, x, state, dropout_rng=None, ws=FRESH):
         xs = project(*folded, x, inp, ws)                  # shared by the layers
         w_hh, b_hh = params[f"rnn.weight_hh_l{k}"], params[f"rnn.bias_hh_l{k}"]
         hs, final, cell_cache = cell.forward(xs, layer_state, w_hh, b_hh, cfg.activation,
-                                             layer_ws)
+                                             layer_ws, keep)
         outputs, mask = hs, None                           # the recurrence sees hs undropped
         if drop > 0:
-            mask = dropout_mask(dropout_rng, drop, hs, layer_ws)
+            mask = _dropout_mask(dropout_rng, drop, hs, layer_ws)
             hs = np.multiply(hs, mask, out=layer_ws.empty("dropped", hs.shape, hs.dtype))
         layer_caches.append((inp, layer_state[0], outputs, cell_cache, mask))
         new_state.append(final)
         inp = hs
-    return rows_of(inp, ws), transposed(new_state), (x, layer_caches)
+    return rows_of(inp, ws), transposed(new_state), (x, layer_caches, keep)
+
+
+def rows_of(inp, ws=FRESH):
+    """The top layer's outputs inp (T, H, B) as rows (H, T*B), in time-major order."""
+    T, H, B = inp.shape                 # at B = 1, (T, H, 1) is already the rows' transpose
+    return inp.reshape(T, H).T if B == 1 else feature_rows(inp, ws.empty("top", (H, T * B),
+                                                                          inp.dtype))
+
+
+def _dropout_mask(rng, drop, hs, ws):
+    """Inverted dropout: 0 with probability drop, else 1 / (1 - drop); shaped like hs."""
+    draws = rng.random(hs.shape, dtype=np.float32, out=ws.empty("draws", hs.shape, np.float32))
+    mask = np.greater_equal(draws, drop, out=ws.empty("mask", hs.shape, hs.dtype))
+    mask *= hs.dtype.type(1.0 / (1.0 - drop))
+    return mask
 
 
 def backward(params, cfg, dhs, cache, grads, dstate=None, ws=FRESH):
@@ -253,7 +206,7 @@ def backward(params, cfg, dhs, cache, grads, dstate=None, ws=FRESH):
     state's structure. ws: as in forward (the same one).
     """
     cell = cfg.cell_module
-    x, layer_caches = cache
+    x, layer_caches, keep = cache
     (T, B), H, V = x.shape, cfg.hidden, cfg.vocab_size
     parts = len(cell.STATE)
     if dstate is None:
@@ -270,6 +223,9 @@ def backward(params, cfg, dhs, cache, grads, dstate=None, ws=FRESH):
         GH, N, dt = d_hidden.shape[1], T * B, dhs.dtype
         d_hidden_rows = feature_rows(d_hidden, ws.empty("d_hidden_rows", (GH, N), dt))
         previous = shifted_rows(h0, outputs, ws.empty("previous", (H, N), dt))
+        if keep is not None:                     # the h each step read: zero after a restart
+            steps = previous.reshape(H, T, B)    # a view
+            steps *= keep[:, 0, :]
         np.matmul(d_hidden_rows, previous.T, out=grads[f"rnn.weight_hh_l{k}"])
         np.sum(d_hidden_rows, axis=1, out=grads[f"rnn.bias_hh_l{k}"])
         if d_input is d_hidden:                  # both biases sit outside every product

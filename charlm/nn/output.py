@@ -32,9 +32,19 @@ def param_shapes(cfg):
 
 
 def init(params, cfg, rng):
-    """Xavier-uniform matrices (fan-in, fan-out as each is used); biases stay zero."""
+    """The full softmax: a Xavier-uniform head.weight, a zero bias. The adaptive softmax: each
+    matrix uniform in +-1/sqrt(fan-in), as nn.AdaptiveLogSoftmaxWithLoss's nn.Linear layers
+    start. Xavier's bound sqrt(6 / (n + d)) would make a cluster's output matrix tail.{i}.1
+    (n, d), with an inner size d of 2 to 32 and n in the hundreds or thousands, some ten times
+    smaller than 1/sqrt(d), and such a cluster learns slowly: on 400 Tang poems (2x128 GRU,
+    24 passes) the best validation was 4.973 nats with Xavier tails and 4.894 with these."""
     for name, shape in param_shapes(cfg).items():
-        if len(shape) == 2:
+        if len(shape) != 2:
+            continue
+        if cfg.softmax == ADAPTIVE:
+            bound = 1.0 / np.sqrt(max(shape[1], 1))        # a (n, 0) tail holds nothing
+            params[name][...] = rng.uniform(-bound, bound, shape)
+        else:
             xavier_uniform(params[name], shape[1], shape[0], rng)
 
 

@@ -21,6 +21,11 @@ too small stops improving early; size matters more than anything else. The rule:
    0.66 per character, 7.7 passes: 0.2 1.480 against 0.1 1.464); 0.3 from 24 passes and
    0.4 from 48 (zh-tang-song, 2x128 with an embedding of 64, 16 parameters per character,
    about 70 passes in 60 s: dropout 0.5 4.973 nats against 0.3 5.121 for 1x128).
+5. A text the budget would pass over more than ENOUGH_PASSES times is learnt by heart well
+   before: the run stops after ENOUGH_PASSES passes, with the learning-rate schedule laid over
+   them, so that the rate has decayed by the time the model starts to memorise (zh-tang-song,
+   2x128 GRU, dropout 0.5, the schedule over 12 / 24 / 48 passes: best validation 4.927 /
+   4.894 / 4.915 nats, and over a 120 s budget's ~130 passes 4.987).
 """
 
 import time
@@ -38,6 +43,7 @@ PROBES = ((2, 128), (2, 384))
 CHARS_PER_PARAM = 4.0
 MAX_PARAMS_PER_CHAR = 2.0
 BIG_PARAMS_PER_CHAR = 1.0       # above this, a run of many passes gets one more dropout step
+ENOUGH_PASSES = 24
 TRAIN_SHARE = 0.85              # of the budget left after probing; the rest validates and saves
 
 
@@ -94,6 +100,7 @@ class Choice(NamedTuple):
     dropout: float
     reason: str                 # the line the user reads
     predicted_chars: int        # training characters the run should see
+    passes: float = 0.0         # stop after this many passes over the text; 0 = the budget
 
 
 def choose(cell, vocab_size, train_chars, budget, batch_size, seq_len, time_step, embed=0,
@@ -136,9 +143,14 @@ def choose(cell, vocab_size, train_chars, budget, batch_size, seq_len, time_step
     layers, hidden, chars, params = best
     epochs = chars / max(train_chars, 1)
     dropout = dropout_for(epochs, params / max(train_chars, 1))
-    return Choice(layers, hidden, dropout,
-                  _reason(cell, budget, best, epochs, dropout, fitted, train_chars, embed),
-                  int(chars))
+    reason = _reason(cell, budget, best, epochs, dropout, fitted, train_chars, embed)
+    if epochs <= ENOUGH_PASSES:
+        return Choice(layers, hidden, dropout, reason, int(chars))
+    seconds = train_seconds * ENOUGH_PASSES / epochs
+    reason += (f"; {ENOUGH_PASSES} passes learn this text by heart, so the run stops after them "
+               f"(about {seconds:.0f} s of training)")
+    return Choice(layers, hidden, dropout, reason, int(ENOUGH_PASSES * train_chars),
+                  ENOUGH_PASSES)
 
 
 def _reason(cell, budget, best, epochs, dropout, fitted, train_chars, embed):

@@ -36,7 +36,10 @@ class TrainConfig:
     seed: int = 1337
     patience: int = 0               # evaluations without improvement before stopping; 0 = off
     state_reset: float = 0.01       # chance per stream and step that its carried state restarts
-    max_skips: int = 5
+    reset_at: str = ""              # restart the state after each occurrence; "" = never
+    init_from: str = ""             # the trained model a fine-tuning run started from
+    max_rollbacks: int = 3          # returns to the last good state before a divergence is final
+    sample_every: int = 1           # a short sample at every Nth validation; 0 = none
     explode_factor: float = 3.0     # diverged once the smoothed loss passes this x the first loss
 
 
@@ -53,13 +56,14 @@ FIELDS = tuple(f.name for f in fields(TrainConfig))
 RESUMED = ("cell", "activation", "layers", "hidden", "dropout", "embed", "softmax", "cutoffs",
            "div_value", "bidirectional", "seq_len", "batch_size",
            "lr", "optimizer", "lr_schedule", "warmup", "weight_decay", "clip_norm", "clip_value",
-           "val_frac", "seed", "state_reset")
+           "val_frac", "seed", "state_reset", "reset_at")
 # Settings that say how long and how to watch: a resume may change them.
 LIMITS = ("steps", "epochs", "time_budget", "eval_every", "eval_seconds", "eval_streams",
-          "eval_chars", "patience")
+          "eval_chars", "patience", "max_rollbacks", "sample_every")
 # Giving any of these means the user chose the model's size: charlm does not auto-size.
 SIZE_OPTIONS = ("layers", "hidden", "batch_size", "seq_len", "dropout")
-# What a 0 means for these settings (a limit not set, a feature off, the default).
+# What a 0 (or "") means for these settings (a limit not set, a feature off, the default).
 ZERO_MEANS = {"steps": "off", "epochs": "off", "time_budget": "off", "patience": "off",
               "clip_value": "off", "weight_decay": "off", "state_reset": "off",
-              "eval_every": "default", "eval_seconds": "default", "eval_chars": "all"}
+              "sample_every": "off", "eval_every": "default", "eval_seconds": "default",
+              "eval_chars": "all", "reset_at": "off", "init_from": "none"}

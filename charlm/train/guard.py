@@ -1,6 +1,11 @@
-"""Divergence: a step with a non-finite loss or gradient is skipped; too many in a row, a loss
-that explodes while still finite, or a non-finite validation ends the run with a DivergedError
-that says what to change and what the user still has."""
+"""Divergence: what counts as it, and the error once recovering from it is no longer allowed.
+
+A step with a non-finite loss or gradient, a loss that explodes while still finite, or a
+non-finite validation raises Divergence. The trainer then rolls back to the last good state
+(charlm.train.rollback), halves the learning rate and skips the batch that caused it; after
+--max-rollbacks of these the next one ends the run with a DivergedError that says what to
+change and what the user still has.
+"""
 
 import math
 
@@ -8,34 +13,51 @@ from charlm.errors import DivergedError
 from charlm.train.rundir import kept
 
 
+class Divergence(Exception):
+    """The run diverged at a step. step: the step whose batch caused it (skipped after the
+    rollback), or None when no single batch did (a validation)."""
+
+    def __init__(self, message, step=None):
+        super().__init__(message)
+        self.message, self.step = message, step
+
+
 class DivergenceGuard:
     def __init__(self, tcfg, out):
         self.tcfg, self.out = tcfg, out
         self.last_finite = None               # (step, loss), for the report
 
-    def finite_step(self, progress, step_loss):
-        """A step whose loss and gradient were finite; raises if the loss is exploding."""
-        self._check_explosion(progress, step_loss)
-        progress.consecutive_skips = 0
-        self.last_finite = (progress.step + 1, step_loss)
-
-    def skipped_step(self, progress, step_loss, norm):
-        """A step whose update was skipped; raises after max_skips of them in a row."""
-        progress.skipped += 1
-        progress.consecutive_skips += 1
-        if progress.consecutive_skips >= self.tcfg.max_skips:
+    def check_step(self, progress, step_loss, norm):
+        """Before the update of step progress.step + 1: raises Divergence for a non-finite loss
+        or gradient, or a loss exploding past its rule."""
+        step = progress.step + 1
+        if not (math.isfinite(step_loss) and math.isfinite(norm)):
             last = ("no finite loss in this run" if self.last_finite is None else
                     f"last finite loss {self.last_finite[1]:.4g} at step {self.last_finite[0]}")
-            raise DivergedError(
-                f"the loss diverged ({progress.consecutive_skips} steps in a row with a "
-                f"non-finite loss or gradient, step {progress.step + 1}: loss {step_loss:g}, "
-                f"gradient norm {norm:g}; {last}); lower --lr (now {self.tcfg.lr:g}) "
-                f"or --clip-norm; {kept(self.out)}")
+            raise Divergence(f"the loss diverged (a non-finite loss or gradient at step {step}: "
+                             f"loss {step_loss:g}, gradient norm {norm:g}; {last})", step)
+        self._check_explosion(progress, step_loss)
+        self.last_finite = (step, step_loss)
 
     def check_validation(self, progress, val):
         if val is not None and not math.isfinite(val):
-            raise DivergedError(f"validation loss is {val} at step {progress.step}; lower --lr "
-                                f"(now {self.tcfg.lr:g}); {kept(self.out)}")
+            raise Divergence(f"validation loss is {val} at step {progress.step}")
+
+    def good_state(self, progress, val):
+        """Whether a validated state is one to roll back to: better than the untrained model
+        (its first training loss). A large learning rate can wreck a model (saturated tanh
+        units, say) while every value stays finite; returning there would not help."""
+        initial = progress.initial_loss
+        return val is None or initial is None or val < initial
+
+    def final(self, divergence, progress):
+        """The DivergedError ending the run: the divergence, what to lower, what is kept."""
+        lr = f"--lr (now {self.tcfg.lr:g}"
+        if progress.rollbacks:
+            lr += (f"; {progress.rollbacks} rollbacks took it down to "
+                   f"{self.tcfg.lr * progress.lr_scale:g}")
+        hint = " or --clip-norm" if divergence.step is not None else ""
+        return DivergedError(f"{divergence.message}; lower {lr}){hint}; {kept(self.out)}")
 
     def unsaveable(self, exc):
         """The error for a checkpoint that refused non-finite weights."""
@@ -50,9 +72,10 @@ class DivergenceGuard:
         if progress.initial_loss is None:
             progress.initial_loss = progress.smoothed_loss = step_loss
             return
-        progress.smoothed_loss = 0.9 * progress.smoothed_loss + 0.1 * step_loss
-        if progress.smoothed_loss > factor * progress.initial_loss:
-            raise DivergedError(
-                f"the loss is exploding (smoothed {progress.smoothed_loss:.4g} nats/char at step "
-                f"{progress.step + 1}, over {factor:g} x the first {progress.initial_loss:.4g}); "
-                f"lower --lr (now {self.tcfg.lr:g}) or --clip-norm; {kept(self.out)}")
+        smoothed = 0.9 * progress.smoothed_loss + 0.1 * step_loss
+        if smoothed > factor * progress.initial_loss:
+            raise Divergence(
+                f"the loss is exploding (smoothed {smoothed:.4g} nats/char at step "
+                f"{progress.step + 1}, over {factor:g} x the first "
+                f"{progress.initial_loss:.4g})", progress.step + 1)
+        progress.smoothed_loss = smoothed

@@ -101,3 +101,12 @@ def kept(directory):
     if last.exists():
         return f"the last good checkpoint, {last}, is intact"
     return f"no checkpoint was saved in {directory}"
+
+
+def validation_record(progress, tcfg, train_loss, val, lr):
+    """One line of metrics.jsonl: where the run is and how it scores."""
+    p = progress
+    return {"step": p.step, "epoch": p.epoch,
+            "chars_seen": p.step * tcfg.batch_size * tcfg.seq_len,
+            "elapsed": round(p.elapsed, 3), "train_loss": train_loss, "val_loss": val,
+            "lr": lr, "skipped": p.skipped}

@@ -8,6 +8,7 @@ with the same budget is complete at once.
 """
 
 import math
+import time
 
 
 def total_steps(tcfg, windows):
@@ -107,3 +108,25 @@ class EvalSchedule:
 
     def done(self, progress):
         self.next_time = progress.elapsed + (self.seconds or math.inf)
+
+
+def eval_schedule(trainer):
+    """The run's EvalSchedule; with a time budget, the stopping rule told what a validation
+    will take (the longest so far, or an estimate)."""
+    p, one_validation = trainer.progress, 0.0
+    if trainer.tcfg.time_budget:
+        one_validation = p.validation_seconds or time_validation(trainer.validation_loss,
+                                                                 trainer.val_ids)
+        trainer.stopping.estimated(p.validation_seconds or 1.5 * one_validation + 0.5)
+    return EvalSchedule(trainer.tcfg, trainer.total_steps, p.elapsed, one_validation)
+
+
+def time_validation(validation_loss, val_ids):
+    """Seconds a validation should take: a short slice timed and scaled up. The stopping rule
+    reserves 1.5 times this and half a second for the final pass."""
+    if len(val_ids) < 2:
+        return 0.0
+    probe = val_ids[:min(len(val_ids), 2048)]
+    started = time.perf_counter()
+    validation_loss(probe)
+    return (time.perf_counter() - started) * len(val_ids) / len(probe)

@@ -17,11 +17,15 @@ from charlm.data.batching import Windows
 from charlm.io import checkpoint
 from charlm.io.npz import NonFiniteStateError
 from charlm.io.progress import Progress
-from charlm.nn import bidirectional, inference, model, optim, output
+from charlm.nn import bidirectional, model, optim, output, resets
+from charlm.nn.inference import score_ids
 from charlm.nn.workspace import Workspace
-from charlm.train.guard import DivergenceGuard
-from charlm.train.rundir import append_metrics
-from charlm.train.stopping import EvalSchedule, StoppingRule, total_steps
+from charlm.train.finetune import copy_weights
+from charlm.train.guard import Divergence, DivergenceGuard
+from charlm.train.rollback import Snapshot, roll_back
+from charlm.train.rundir import append_metrics, validation_record
+from charlm.train.stopping import StoppingRule, eval_schedule, total_steps
+from charlm.train.watch import sample_at_validation
 
 # numpy's warnings about overflow are noise here: non-finite values are handled (skipped or
 # reported as divergence) by the code that sees them
@@ -34,7 +38,8 @@ def model_config(tcfg, vocab_size):
                              layers=tcfg.layers, activation=tcfg.activation,
                              dropout=tcfg.dropout, embed=tcfg.embed, softmax=tcfg.softmax,
                              cutoffs=parse_cutoffs(tcfg.cutoffs) if adaptive else (),
-                             div_value=tcfg.div_value, bidirectional=tcfg.bidirectional)
+                             div_value=tcfg.div_value, reset_at=tcfg.reset_at,
+                             bidirectional=tcfg.bidirectional)
 
 
 def parse_cutoffs(text):
@@ -43,16 +48,21 @@ def parse_cutoffs(text):
 
 
 class Trainer:
-    def __init__(self, tcfg, vocab, train_ids, val_ids, out_dir, data_info, resume=None):
-        """resume: a loaded checkpoint (charlm.io.checkpoint.load) to continue exactly."""
+    def __init__(self, tcfg, vocab, train_ids, val_ids, out_dir, data_info, resume=None,
+                 base=None):
+        """resume: a loaded checkpoint (charlm.io.checkpoint.load) to continue exactly; base:
+        one whose weights a new run starts from (charlm.train.finetune)."""
         self.tcfg, self.vocab, self.out = tcfg, vocab, Path(out_dir)
         self.train_ids, self.data_info = train_ids, data_info
         self.val_ids = val_ids[:tcfg.eval_chars] if tcfg.eval_chars else val_ids
         self.mcfg = model_config(tcfg, vocab.size)
         self.batches = Windows(train_ids, tcfg.batch_size, tcfg.seq_len)
+        self.reset_ids, self.restart = documents(tcfg.reset_at, vocab, train_ids)
         self.windows = self.batches.count
         self.rng = np.random.default_rng(tcfg.seed)
         self.flat, self.params = model.init_params(self.mcfg, self.rng)
+        if base is not None:
+            copy_weights(self.params, checkpoint.neural_arrays(base, self.mcfg)[0])
         self.grad_flat, self.grads = model.allocate(model.param_shapes(self.mcfg))
         self.workspace = Workspace()                      # a step's large arrays, reused
         self.opt = optim.make_optimizer(tcfg.optimizer, self.flat, self.params,
@@ -63,96 +73,93 @@ class Trainer:
             restore(self, resume)
         self.stop_signal = None                           # set by the CLI's signal handler
         self.auto_size = None                             # what auto-size chose and predicted
+        self.validations = 0                              # in this process, for --sample-every
         self.guard = DivergenceGuard(tcfg, self.out)
         self.total_steps = total_steps(tcfg, self.windows)
         self.stopping = StoppingRule(self.total_steps, tcfg.time_budget, tcfg.patience)
 
-    def sections(self):
-        """The checkpoint's config sections for the run as it stands."""
-        self.progress.optimizer_step = self.opt.step_count
-        self.progress.rng = self.rng.bit_generator.state
-        return {"model": self.mcfg.to_dict(), "train": asdict(self.tcfg),
-                "progress": self.progress.to_dict(), "data": self.data_info}
-
     def run(self):
         """Train until the stopping rule says so; yields event dicts for the CLI."""
         p, stop = self.progress, self.stopping
-        if stop.finished(p):
+        # a new run always takes a step and saves a model, even when auto-size's probes
+        # spent a tiny budget on a busy machine
+        if stop.finished(p) and p.step > 0:
             yield {"event": "complete", "step": p.step}
             return
         started = time.perf_counter() - p.elapsed
-        one_validation = 0.0
-        if self.tcfg.time_budget:            # the longest validation so far, or an estimate
-            one_validation = p.validation_seconds or time_validation(self.validation_loss,
-                                                                     self.val_ids)
-            stop.estimated(p.validation_seconds or 1.5 * one_validation + 0.5)
-        schedule = EvalSchedule(self.tcfg, self.total_steps, p.elapsed, one_validation)
+        schedule = eval_schedule(self)
         chars_per_step = self.tcfg.batch_size * self.tcfg.seq_len
         train_losses, window_start = [], time.perf_counter()
+        self.snapshot = Snapshot(self)
         append_metrics(self.out, {"event": "start", "at_step": p.step, "elapsed": p.elapsed,
                                   "parameters": self.flat.size, "auto_size": self.auto_size})
         yield {"event": "start", "total_steps": self.total_steps, "parameters": self.flat.size,
                "steps_per_epoch": self.windows}
         while True:
-            step_loss, norm = self.train_step()
-            p.elapsed = time.perf_counter() - started
-            if math.isfinite(step_loss):
-                train_losses.append(step_loss)
-            rate = chars_per_step / max(time.perf_counter() - window_start, 1e-9)
-            window_start = time.perf_counter()
-            yield {"event": "step", "step": p.step, "loss": step_loss, "grad_norm": norm,
-                   "lr": self._lr(), "chars_per_s": rate, "elapsed": p.elapsed,
-                   "epoch": p.epoch}
-            if self.stop_signal is not None:
-                self._save("last.npz")
-                yield {"event": "interrupted", "signal": self.stop_signal, "step": p.step,
-                       "path": str(self.out / "last.npz")}
-                return
-            due = schedule.due(p)
-            done = stop.after_step(p, due)
+            try:
+                step_loss, norm = self.train_step()
+                p.elapsed = time.perf_counter() - started
+                if math.isfinite(step_loss):
+                    train_losses.append(step_loss)
+                rate = chars_per_step / max(time.perf_counter() - window_start, 1e-9)
+                window_start = time.perf_counter()
+                yield {"event": "step", "step": p.step, "loss": step_loss, "grad_norm": norm,
+                       "lr": self._lr(), "chars_per_s": rate, "elapsed": p.elapsed,
+                       "epoch": p.epoch, "skipped": math.isnan(norm)}
+                if self.stop_signal is not None:
+                    save(self, "last.npz")
+                    yield {"event": "interrupted", "signal": self.stop_signal, "step": p.step,
+                           "path": str(self.out / "last.npz")}
+                    return
+                due = schedule.due(p)
+                done = stop.after_step(p, due)
+                if done or due:
+                    yield self._evaluate_and_save(sum(train_losses) / max(len(train_losses), 1))
+            except Divergence as divergence:
+                p.elapsed = time.perf_counter() - started
+                yield roll_back(self, divergence)
+                p, done, due = self.progress, False, True     # due: the schedule starts over
             if done or due:
-                yield self._evaluate_and_save(sum(train_losses) / max(len(train_losses), 1))
                 train_losses, window_start = [], time.perf_counter()
                 schedule.done(p)
-                if stop.out_of_patience(p):
-                    yield {"event": "early_stop", "step": p.step}
-                    done = True
+            if (done or due) and stop.out_of_patience(p):
+                yield {"event": "early_stop", "step": p.step}
+                done = True
             if done:
                 break
         p.elapsed = time.perf_counter() - started
         yield {"event": "done", "step": p.step, "elapsed": p.elapsed, "best_val": p.best_val,
-               "last_val": p.last_val, "parameters": int(self.flat.size), "skipped": p.skipped}
+               "last_val": p.last_val, "parameters": int(self.flat.size), "skipped": p.skipped,
+               "rollbacks": p.rollbacks}
 
     def _lr(self):
         t = self.tcfg
-        return t.lr * optim.schedule_factor(t.lr_schedule, self.stopping.fraction(self.progress),
-                                            t.warmup)
+        factor = optim.schedule_factor(t.lr_schedule, self.stopping.fraction(self.progress),
+                                       t.warmup)
+        return t.lr * self.progress.lr_scale * factor
 
     def train_step(self):
-        """One TBPTT step; returns (mean loss in nats, gradient norm before clipping)."""
+        """One TBPTT step; returns (mean loss in nats, gradient norm before clipping), NaNs for
+        a batch skipped after a rollback. Raises Divergence (before any update) when the loss
+        or gradient is not finite or the loss explodes."""
         t, p = self.tcfg, self.progress
+        if p.step + 1 in p.skip_at:                            # its batch diverged before
+            p.skipped += 1
+            advance(p, self.windows)
+            return math.nan, math.nan
         x, y = self.batches[p.window]                                 # (T, B) each
+        keep = window_keep(self.restart, self.batches, p.window, self.flat.dtype)
         with np.errstate(**QUIET):
             nll_sum, new_state, _ = loss_and_grads(self.mcfg)(
                 self.params, self.mcfg, x, y, self.state, self.grads,
-                self.rng if t.dropout > 0 else None, ws=self.workspace)
+                self.rng if t.dropout > 0 else None, ws=self.workspace, keep=keep)
             step_loss = nll_sum / y.size
             norm = optim.global_norm(self.grad_flat)
             # Checked before clipping: an inf norm times a clip factor would become NaN weights
-            if math.isfinite(step_loss) and math.isfinite(norm):
-                self.guard.finite_step(p, step_loss)
-                clip_and_step(self.grad_flat, norm, self.opt, self._lr(), t)
-                self.state = restart_some(new_state, self.rng, t.state_reset)
-            else:
-                self.guard.skipped_step(p, step_loss, norm)
-                finite = all(np.isfinite(a).all() for layer in new_state for a in layer)
-                self.state = (new_state if finite else
-                              model.initial_state(self.mcfg, t.batch_size))
-        p.step += 1
-        p.window += 1
-        if p.window == self.windows:
-            p.window = 0
-            p.epoch += 1
+            self.guard.check_step(p, step_loss, norm)
+            clip_and_step(self.grad_flat, norm, self.opt, self._lr(), t)
+            self.state = restart_some(new_state, self.rng, t.state_reset)
+        advance(p, self.windows)
         return step_loss, norm
 
     def validation_loss(self, ids=None):
@@ -162,7 +169,8 @@ class Trainer:
         if len(ids) < 2:
             return None
         with np.errstate(**QUIET):                    # a non-finite score is the caller's to see
-            nll, count = score(self.params, self.mcfg, ids, self.tcfg.eval_streams)
+            nll, count = score(self.params, self.mcfg, ids, self.tcfg.eval_streams,
+                               self.reset_ids)
         return nll / count
 
     def _evaluate_and_save(self, train_loss):
@@ -170,28 +178,66 @@ class Trainer:
         val = self.validation_loss()
         self.guard.check_validation(p, val)
         improved = p.record_validation(val)
+        sample = sample_at_validation(self)
+        if self.guard.good_state(p, val):
+            self.snapshot = Snapshot(self)
         # measured times only go into the checkpoint (the start-up estimate may be far off);
         # this one without its saves, which the next checkpoint then counts too
         self.stopping.validated(time.perf_counter() - started, p)
-        self._save("last.npz")
+        save(self, "last.npz")
         if improved:
-            self._save("best.npz")
+            save(self, "best.npz")
         self.stopping.validated(time.perf_counter() - started, p)
         record = validation_record(p, self.tcfg, train_loss, val, self._lr())
+        if sample is not None:
+            record["sample"] = sample
         append_metrics(self.out, record)
         return {"event": "eval", **record, "best_val": p.best_val, "improved": improved}
 
-    def _save(self, name):
-        """last.npz: all a resume needs; best.npz: the weights alone (what users keep)."""
-        try:
-            if name == "best.npz":
-                checkpoint.save_weights(self.out / name, self.sections(), self.params,
-                                        self.vocab)
-                return
-            checkpoint.save_neural(self.out / name, self.sections(), self.params, self.vocab,
-                                   self.opt.moment_views, self.state)
-        except NonFiniteStateError as exc:
-            raise self.guard.unsaveable(exc) from None
+
+
+def sections(trainer):
+    """The checkpoint's config sections for the run as it stands."""
+    t = trainer
+    t.progress.optimizer_step = t.opt.step_count
+    t.progress.rng = t.rng.bit_generator.state
+    return {"model": t.mcfg.to_dict(), "train": asdict(t.tcfg), "progress": t.progress.to_dict(),
+            "data": t.data_info}
+
+
+def save(trainer, name):
+    """last.npz: all a resume needs; best.npz: the weights alone (what users keep)."""
+    t = trainer
+    try:
+        if name == "best.npz":
+            checkpoint.save_weights(t.out / name, sections(t), t.params, t.vocab)
+            return
+        checkpoint.save_neural(t.out / name, sections(t), t.params, t.vocab,
+                               t.opt.moment_views, t.state)
+    except NonFiniteStateError as exc:
+        raise t.guard.unsaveable(exc) from None
+
+
+def advance(progress, windows):
+    """One step on: the next window, or the first of the next pass."""
+    progress.step += 1
+    progress.window += 1
+    if progress.window == windows:
+        progress.window = 0
+        progress.epoch += 1
+
+
+def documents(reset_at, vocab, train_ids):
+    """--reset-at: (the separator's ids, (N_train,) bool where the state restarts or None)."""
+    reset_ids = vocab.encode(reset_at)[0]
+    return reset_ids, resets.restarts(train_ids, reset_ids) if reset_at else None
+
+
+def window_keep(restart, batches, window, dtype):
+    """The cells' keep mask (T, 1, B) for a window (charlm.nn.resets), None if nothing restarts."""
+    if restart is None:
+        return None
+    return resets.keep_mask(restart[batches.positions(window)], dtype)
 
 
 def loss_and_grads(mcfg):
@@ -199,11 +245,11 @@ def loss_and_grads(mcfg):
     return bidirectional.loss_and_grads if mcfg.bidirectional else model.loss_and_grads
 
 
-def score(params, mcfg, ids, streams):
+def score(params, mcfg, ids, streams, reset_ids=()):
     """Validation: the left-to-right score, or the bidirectional cloze score (at streams)."""
     if mcfg.bidirectional:
         return bidirectional.score_ids(params, mcfg, ids, streams)
-    return inference.score_ids(params, mcfg, ids, streams)
+    return score_ids(params, mcfg, ids, streams, reset_ids=reset_ids)
 
 
 def restart_some(state, rng, chance):
@@ -219,17 +265,6 @@ def restart_some(state, rng, chance):
             for part in layer:
                 part[restart] = 0
     return state
-
-
-def time_validation(validation_loss, val_ids):
-    """Seconds a validation should take: a short slice timed and scaled up. The stopping rule
-    reserves 1.5 times this and half a second for the final pass."""
-    if len(val_ids) < 2:
-        return 0.0
-    probe = val_ids[:min(len(val_ids), 2048)]
-    started = time.perf_counter()
-    validation_loss(probe)
-    return (time.perf_counter() - started) * len(val_ids) / len(probe)
 
 
 def restore(trainer, loaded):
@@ -255,12 +290,3 @@ def clip_and_step(grad_flat, norm, opt, lr, tcfg):
         norm = optim.global_norm(grad_flat)
     optim.clip_by_norm(grad_flat, norm, tcfg.clip_norm)
     opt.step(grad_flat, lr)
-
-
-def validation_record(progress, tcfg, train_loss, val, lr):
-    """One line of metrics.jsonl: where the run is and how it scores."""
-    p = progress
-    return {"step": p.step, "epoch": p.epoch,
-            "chars_seen": p.step * tcfg.batch_size * tcfg.seq_len,
-            "elapsed": round(p.elapsed, 3), "train_loss": train_loss, "val_loss": val,
-            "lr": lr, "skipped": p.skipped}

@@ -9,7 +9,7 @@ Arrays are feature-major, (T, features, B) (see charlm.nn.layout); states are (H
     SEPARATE_RECURRENT                           True where W_hh h + b_hh enters a product of
                                                  its own (the GRU's reset gate), so it cannot be
                                                  summed with W_ih x before the nonlinearity
-    init_recurrent(w_hh, b_ih, rng)              the cell's own initialisation, in place
+    init_recurrent(w_hh, b_ih, rng, activation)  the cell's own initialisation, in place
     gate_scale(H, dtype) -> (G*H,)               the pre-scale fold_input applies to each gate row
     fold_input(xp, b_hh) -> xs                  turns the input projection W_ih x + b_ih (..., G*H)
                                                  into what forward wants, in place (b_hh folded in
@@ -29,8 +29,12 @@ Arrays are feature-major, (T, features, B) (see charlm.nn.layout); states are (H
                                                  scratch; xs (G*H,) the rest of the folded input;
                                                  state's vectors (H,) are updated in place
 
-forward, infer and backward take an optional last argument ws, a charlm.nn.workspace.Workspace
-that lends their large arrays (default: fresh ones).
+forward, infer and backward take an optional argument ws, a charlm.nn.workspace.Workspace
+that lends their large arrays (default: fresh ones). forward and infer take an optional last
+argument keep, None or (T, 1, B) with 0 where a stream's state restarts before step t
+(charlm.nn.resets, `--reset-at`): the cell multiplies the carried state by it where the state
+passes from one step to the next (resets.carried), forward keeps it in the cache, and backward
+multiplies the state's gradient by it on the way back. The equations themselves never see it.
 
 `d_input` is the gradient with respect to the input projection W_ih x + b_ih and `d_hidden` the
 one with respect to W_hh h + b_hh (the same array except in the GRU, whose reset gate scales the

@@ -12,6 +12,7 @@ import numpy as np
 
 from charlm.nn.init import orthogonal_blocks
 from charlm.nn.layout import scale_rows
+from charlm.nn.resets import carried
 from charlm.nn.workspace import FRESH
 
 GATES = 3
@@ -20,7 +21,7 @@ USES_ACTIVATION = False
 SEPARATE_RECURRENT = True       # the reset gate scales W_hn h + b_hn on its own
 
 
-def init_recurrent(w_hh, b_ih, rng):
+def init_recurrent(w_hh, b_ih, rng, activation=None):
     """Orthogonal gate blocks; the biases stay zero."""
     orthogonal_blocks(w_hh, rng)
 
@@ -51,8 +52,9 @@ def fold_recurrent(w_hh, out=None):
     return scale_rows(w_hh, gate_scale(w_hh.shape[1], w_hh.dtype), out)
 
 
-def forward(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
-    """xs: (T, 3H, B) folded input; state (h,), h (H, B); ws: where arrays come from.
+def forward(xs, state, w_hh, b_hh, activation=None, ws=FRESH, keep=None):
+    """xs: (T, 3H, B) folded input; state (h,), h (H, B); ws: where arrays come from; keep:
+    None, or (T, 1, B) with 0 where the state entering a step restarts (charlm.nn.resets).
 
     Returns hs (T, H, B), the final state and the cache.
     """
@@ -67,8 +69,11 @@ def forward(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
     ns = ws.empty("ns", (T, H, B), dt)
     hs = ws.empty("hs", (T, H, B), dt)
     gh = ws.empty("gh", (G, B), dt)
+    prev = None if keep is None else ws.empty("prev_h", (H, B), dt)
     h = h0
     for t in range(T):
+        if keep is not None:
+            h = carried(h, keep[t], prev)
         np.dot(w_scaled, h, out=gh)
         np.add(gh[:2 * H], xs[t, :2 * H], out=rz[t])
         np.tanh(rz[t], out=rz[t])
@@ -84,10 +89,10 @@ def forward(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
         h_new *= rz[t, H:]
         h_new += n
         h = h_new
-    return hs, (h.copy(),), (h0, rz, ns, gh_n, hs, w_hh)
+    return hs, (h.copy(),), (h0, rz, ns, gh_n, hs, w_hh, keep)
 
 
-def infer(xs, state, w_scaled, b_hh, activation=None, ws=FRESH):
+def infer(xs, state, w_scaled, b_hh, activation=None, ws=FRESH, keep=None):
     """forward without the cache, for scoring text: the same numbers, less memory traffic.
 
     w_scaled: fold_recurrent(W_hh), made once for a whole text rather than once per chunk. At
@@ -95,7 +100,7 @@ def infer(xs, state, w_scaled, b_hh, activation=None, ws=FRESH):
     memory order it gives w_scaled (charlm.nn.inference).
     """
     if xs.shape[2] == 1:
-        return _infer_one_stream(xs, state, w_scaled, b_hh)
+        return _infer_one_stream(xs, state, w_scaled, b_hh, keep)
     (h0,) = state
     T, G, B = xs.shape
     H = G // 3
@@ -105,8 +110,11 @@ def infer(xs, state, w_scaled, b_hh, activation=None, ws=FRESH):
     r, z = gh[:H], gh[H:2 * H]
     hs = ws.empty("hs", (T, H, B), xs.dtype)
     n = np.empty((H, B), xs.dtype)
+    prev = None if keep is None else np.empty((H, B), xs.dtype)
     h = h0
     for t in range(T):
+        if keep is not None:
+            h = carried(h, keep[t], prev)
         np.dot(w_scaled, h, out=gh)
         rz += xs[t, :2 * H]
         np.tanh(rz, out=rz)
@@ -124,7 +132,7 @@ def infer(xs, state, w_scaled, b_hh, activation=None, ws=FRESH):
     return hs, (h.copy(),)
 
 
-def _infer_one_stream(xs, state, w_scaled, b_hh):
+def _infer_one_stream(xs, state, w_scaled, b_hh, keep=None):
     """infer at B = 1 on plain vectors: a call on a (3H,) vector costs less than on (3H, 1),
     and at one stream the calls per step, not the arithmetic, are most of the time."""
     T, G, _ = xs.shape
@@ -140,8 +148,12 @@ def _infer_one_stream(xs, state, w_scaled, b_hh):
     h = state[0].reshape(H)
     x = xs.reshape(T, G)
     w_t = w_scaled.T
+    zero = np.zeros(H, dt)
+    keeps = np.ones(T) if keep is None else keep.reshape(T)
     dot, add, subtract, multiply, tanh = np.dot, np.add, np.subtract, np.multiply, np.tanh
-    for x_rz, x_n, h_new in zip(x[:, :2 * H], x[:, 2 * H:], hs.reshape(T, H)):
+    for x_rz, x_n, h_new, k in zip(x[:, :2 * H], x[:, 2 * H:], hs.reshape(T, H), keeps):
+        if not k:                                             # a document starts
+            h = zero
         dot(h, w_t, gh)                                       # out= given by position
         add(rz, x_rz, rz)
         tanh(rz, rz)
@@ -164,7 +176,7 @@ def backward(dhs, dstate, cache, ws=FRESH):
     Returns the gradient of the input projection W_ih x + b_ih (T, 3H, B), that of
     W_hh h + b_hh (T, 3H, B) and the gradient for the initial state.
     """
-    h0, rz, ns, gh_n, hs, w_hh = cache
+    h0, rz, ns, gh_n, hs, w_hh, keep = cache
     T, H, B = hs.shape
     dt = hs.dtype
     dgi = ws.empty("dgi", (T, 3 * H, B), dt)                  # gradient of W_ih x + b_ih
@@ -178,6 +190,8 @@ def backward(dhs, dstate, cache, ws=FRESH):
     for t in range(T - 1, -1, -1):
         r, z, n = rz[t, :H], rz[t, H:], ns[t]
         h_prev = hs[t - 1] if t > 0 else h0
+        if keep is not None:                                  # the h that entered step t
+            h_prev = carried(h_prev, keep[t], ws.empty("prev_h", (H, B), dt))
         da_r, da_z, da_n = dgi[t, :H], dgi[t, H:2 * H], dgi[t, 2 * H:]
         np.add(dhs[t], dh_rec, out=dh)
         np.subtract(1, z, out=zd)
@@ -197,6 +211,8 @@ def backward(dhs, dstate, cache, ws=FRESH):
         np.dot(w_hh_t, dgh[t], out=dh_rec)
         np.multiply(dh, z, out=tmp)                           # the direct path z * h_{t-1}
         dh_rec += tmp
+        if keep is not None:                                  # a restart passes no gradient back
+            dh_rec *= keep[t]
     return dgi, dgh, (dh_rec,)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from charlm.nn.init import orthogonal_blocks
 from charlm.nn.layout import scale_rows
+from charlm.nn.resets import carried
 from charlm.nn.workspace import FRESH
 
 GATES = 4
@@ -21,7 +22,7 @@ USES_ACTIVATION = False
 SEPARATE_RECURRENT = False
 
 
-def init_recurrent(w_hh, b_ih, rng):
+def init_recurrent(w_hh, b_ih, rng, activation=None):
     """Orthogonal gate blocks and a forget-gate bias of 1 (in b_ih), so that the cell starts by
     keeping its memory (Gers et al., 2000; Jozefowicz et al., 2015)."""
     orthogonal_blocks(w_hh, rng)
@@ -77,8 +78,9 @@ def fold_recurrent(w_hh, out=None):
     return scale_rows(w_hh, gate_scale(w_hh.shape[1], w_hh.dtype), out)
 
 
-def forward(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
-    """xs: (T, 4H, B) folded input; state (h, c), each (H, B); ws: where arrays come from.
+def forward(xs, state, w_hh, b_hh, activation=None, ws=FRESH, keep=None):
+    """xs: (T, 4H, B) folded input; state (h, c), each (H, B); ws: where arrays come from;
+    keep: None, or (T, 1, B) with 0 where the state entering a step restarts (charlm.nn.resets).
 
     Returns hs (T, H, B), the final (h, c) and the cache. Gates (4H, B) = W_hh @ h: BLAS is up
     to twice as fast in this orientation at small B, and every gate block is contiguous.
@@ -94,8 +96,12 @@ def forward(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
     tanh_cs = ws.empty("tanh_cs", (T, H, B), dt)
     hs = ws.empty("hs", (T, H, B), dt)
     ig = ws.empty("ig", (H, B), dt)
+    if keep is not None:
+        prev_h, prev_c = ws.empty("prev_h", (H, B), dt), ws.empty("prev_c", (H, B), dt)
     h, c = h0, c0
     for t in range(T):
+        if keep is not None:
+            h, c = carried(h, keep[t], prev_h), carried(c, keep[t], prev_c)
         a = acts[t]
         np.dot(w_scaled, h, out=a)
         a += xs[t]
@@ -108,11 +114,11 @@ def forward(xs, state, w_hh, b_hh, activation=None, ws=FRESH):
         np.tanh(c, out=tanh_cs[t])
         np.multiply(a[3 * H:], tanh_cs[t], out=hs[t])
         h = hs[t]
-    cache = (h0, c0, acts, cs, tanh_cs, hs, w_hh)
+    cache = (h0, c0, acts, cs, tanh_cs, hs, w_hh, keep)
     return hs, (h.copy(), c.copy()), cache
 
 
-def infer(xs, state, w_scaled, b_hh, activation=None, ws=FRESH):
+def infer(xs, state, w_scaled, b_hh, activation=None, ws=FRESH, keep=None):
     """forward without the cache, for scoring text: the same numbers, less memory traffic.
 
     w_scaled: fold_recurrent(W_hh), made once for a whole text rather than once per chunk. At
@@ -120,7 +126,7 @@ def infer(xs, state, w_scaled, b_hh, activation=None, ws=FRESH):
     memory order it gives w_scaled (charlm.nn.inference).
     """
     if xs.shape[2] == 1:
-        return _infer_one_stream(xs, state, w_scaled)
+        return _infer_one_stream(xs, state, w_scaled, keep)
     h0, c0 = state
     T, G, B = xs.shape
     H = G // 4
@@ -130,8 +136,12 @@ def infer(xs, state, w_scaled, b_hh, activation=None, ws=FRESH):
     hs = ws.empty("hs", (T, H, B), xs.dtype)
     c = c0.copy()
     ig = np.empty((H, B), xs.dtype)
+    prev_h = None if keep is None else np.empty((H, B), xs.dtype)
     h = h0
     for t in range(T):
+        if keep is not None:
+            h = carried(h, keep[t], prev_h)
+            c *= keep[t]                                     # c is this function's own
         np.dot(w_scaled, h, out=a)
         a += xs[t]
         np.tanh(a, out=a)
@@ -145,7 +155,7 @@ def infer(xs, state, w_scaled, b_hh, activation=None, ws=FRESH):
     return hs, (h.copy(), c)
 
 
-def _infer_one_stream(xs, state, w_scaled):
+def _infer_one_stream(xs, state, w_scaled, keep=None):
     """infer at B = 1 on plain vectors: a call on a (4H,) vector costs less than on (4H, 1),
     and at one stream the ~10 calls per step, not the arithmetic, are most of the time."""
     T, G, _ = xs.shape
@@ -160,8 +170,13 @@ def _infer_one_stream(xs, state, w_scaled):
     ig = np.empty(H, dt)
     h = state[0].reshape(H)
     w_t = w_scaled.T
+    zero = np.zeros(H, dt)
+    keeps = np.ones(T) if keep is None else keep.reshape(T)
     dot, add, multiply, tanh = np.dot, np.add, np.multiply, np.tanh   # out= given by position
-    for x, h_new in zip(xs.reshape(T, G), hs.reshape(T, H)):
+    for x, h_new, k in zip(xs.reshape(T, G), hs.reshape(T, H), keeps):
+        if not k:                                             # a document starts
+            h = zero
+            c[:] = 0
         dot(h, w_t, a)
         add(a, x, a)
         tanh(a, a)
@@ -182,7 +197,7 @@ def backward(dhs, dstate, cache, ws=FRESH):
     Returns the gradient of the input projection (T, 4H, B), that of W_hh h + b_hh (the same
     array for this cell) and the gradient for the initial (h0, c0).
     """
-    h0, c0, acts, cs, tanh_cs, hs, w_hh = cache
+    h0, c0, acts, cs, tanh_cs, hs, w_hh, keep = cache
     T, H, B = hs.shape
     dt = hs.dtype
     da = ws.empty("da", acts.shape, dt)                       # (T, 4H, B)
@@ -199,6 +214,8 @@ def backward(dhs, dstate, cache, ws=FRESH):
         da_i, da_f, da_g, da_o = (d[k * H:(k + 1) * H] for k in range(4))
         tanh_c = tanh_cs[t]
         c_prev = cs[t - 1] if t > 0 else c0
+        if keep is not None:                                  # the c that entered step t
+            c_prev = carried(c_prev, keep[t], ws.empty("prev_c", (H, B), dt))
         np.add(dhs[t], dh_rec, out=dh)                        # from the output and from t + 1
         np.multiply(o, dh, out=od)
         np.multiply(tanh_c, tanh_c, out=tmp)                  # dc += dh * o * (1 - tanh(c)^2)
@@ -220,6 +237,9 @@ def backward(dhs, dstate, cache, ws=FRESH):
         da_f *= c_prev
         da_f *= dc
         np.dot(w_hh_t, d, out=dh_rec)
+        if keep is not None:                                  # a restart passes no gradient back
+            dh_rec *= keep[t]
+            dc *= keep[t]
     return da, da, (dh_rec, dc)
 
 
