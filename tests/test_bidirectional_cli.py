@@ -166,3 +166,9 @@ def test_predict_mix_and_adapt_refuse_it(bi_run, small_corpus, tmp_path, capfd):
                        small_corpus, "--split", "val", "--adapt")
     assert_one_line_error(err, code, 2, "bidirectional", "--adapt")
     assert not (bi_run / "mix.npz").exists() and not (tmp_path / "m.npz").exists()
+
+
+def test_document_restarts_are_not_for_it(small_corpus, tmp_path, capfd):
+    code, _, err = run(capfd, "train", small_corpus, "--bidirectional", "--reset-at", "\n",
+                       "--steps", "2", "--out", tmp_path / "r")
+    assert_one_line_error(err, code, 2, "--reset-at", "--bidirectional")
