@@ -4,6 +4,7 @@ rolls back to its last good state with half the rate, skips the batch and finish
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -49,7 +50,7 @@ def test_a_huge_learning_rate_rolls_back_and_finishes_with_a_finite_loss(small_c
     validations = records(out)
     assert math.isfinite(progress["last_val"]) and validations[-1]["step"] == 40
     assert progress["last_val"] < progress["initial_loss"]    # it learnt after recovering
-    assert f"rollbacks   │ {len(rollbacks)} " in err or f"rollbacks │ {len(rollbacks)}" in err
+    assert re.search(rf"rollbacks +│ {len(rollbacks)} ", err), err     # the summary's row
     code, info, _ = run(capfd, "info", out / "last.npz", "--json")
     assert json.loads(info)["rollbacks"] == len(rollbacks)
 

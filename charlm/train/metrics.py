@@ -2,7 +2,8 @@
 
 A run directory's metrics.jsonl (charlm.train.rundir writes it) holds one JSON object a line:
 `{"event": "start", ...}` when a run starts or resumes, `{"event": "rollback", ...}` when it
-diverged and went back, and a validation record (no "event") with `step`, `elapsed`,
+diverged and went back, `{"event": "mixture", ...}` when it has scored its n-gram and their
+mixture (charlm.train.mixture), and a validation record (no "event") with `step`, `elapsed`,
 `train_loss` and `val_loss`. A line that is not one of these (not JSON, a field missing or of
 the wrong type, a negative step, an unknown event) is left out with a warning naming it; a
 file that holds no validation record at all, is not a regular file or is too large is an
@@ -19,7 +20,7 @@ from charlm.fs import NotRegularFileError, open_regular
 from charlm.train.rundir import METRICS
 
 MAX_BYTES = 256 << 20          # a validation a line: far more than any run writes
-EVENTS = ("start", "rollback")
+EVENTS = ("start", "rollback", "mixture")
 
 
 @dataclass
@@ -79,7 +80,7 @@ def _add_line(run, line, where):
     if event is not None and event not in EVENTS:
         run.warnings.append(f"{where}: unknown event {str(event)[:40]!r}; left out")
         return
-    if event == "start":
+    if event in ("start", "mixture"):               # nothing to draw
         return
     try:
         step, elapsed = _count(record, "step"), _number(record, "elapsed")
