@@ -8,6 +8,7 @@ choices all follow it, and tests/test_names.py ties them together.
 CELLS = ("rnn", "lstm", "gru")
 NGRAM = "ngram"                    # the Kneser-Ney baseline, trained with --cell ngram
 MODEL_KINDS = CELLS + (NGRAM,)
+MIXTURE = "mixture"                # several models of any kinds mixed (charlm mix, --mix)
 ACTIVATIONS = ("tanh", "relu")     # the vanilla RNN's nonlinearity
 SOFTMAXES = ("full", "adaptive")     # the output layer: nn.Linear, nn.AdaptiveLogSoftmaxWithLoss
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "adagrad", "sgd")

@@ -25,7 +25,7 @@ except ImportError:
 from charlm.cli.app import app, discard_stdout
 from charlm.errors import CharlmError, die_by_signal, one_line
 
-COMMAND_MODULES = ("train", "sample", "evaluate", "info", "corpus")   # --help lists this order
+COMMAND_MODULES = ("train", "sample", "evaluate", "mix", "info", "corpus")   # --help lists this order
 for _name in COMMAND_MODULES:
     importlib.import_module(f"charlm.cli.{_name}")        # each registers its commands on app
 

@@ -19,6 +19,8 @@ def eval_perplexity(
     val_frac: float | None = typer.Option(None, "--val-frac", callback=o.fraction, help="With --corpus: override the checkpoint's split."),
     streams: int = typer.Option(1, min=1, help="Score in S parallel pieces (1 = exact definition)."),
     compare: list[Path] | None = typer.Option(None, help="Another checkpoint to score on the same text (repeatable)."),
+    mix: list[Path] | None = typer.Option(None, help="Mix CHECKPOINT with this model (repeatable); weights adapt online."),
+    mix_weights: str | None = typer.Option(None, "--mix-weights", callback=o.mix_weights, help="Fixed weights w1,w2,... for CHECKPOINT and each --mix model."),
     unknown: o.Unknown = typer.Option(o.Unknown.error, help="Characters outside the vocabulary: error or skip."),
     encoding_errors: o.EncodingErrors = typer.Option(o.EncodingErrors.strict, "--encoding-errors", help="strict, or replace invalid UTF-8 with U+FFFD."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
@@ -35,7 +37,9 @@ def eval_perplexity(
         # a split of a text given as FILES would silently score the whole file
         raise UsageError("--split and --val-frac apply to --corpus: to score part of the "
                          "training text, give it as --corpus FILE --split val")
-    models = [lm.load(p) for p in [checkpoint, *compare]]
+    from charlm.lm.mixture import with_mix
+    main = with_mix(lm.load(checkpoint), [lm.load(p) for p in mix or []], mix_weights)
+    models = [main, *(lm.load(p) for p in compare)]
     texts = _Texts(files, corpus, split.value if split else "val", val_frac, unknown.value,
                    encoding_errors.value)
     results = [(model, _score(model, texts, streams, unknown.value)) for model in models]

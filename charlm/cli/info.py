@@ -70,5 +70,14 @@ def _settings(config):
                 continue                        # shown under model
             if k == "activation" and not (cell and cell.USES_ACTIVATION):
                 continue
+            if k == "components":               # a mixture's models: whole configs, in --json
+                v = "; ".join(_component(c) for c in v)
             shown = ZERO_MEANS[k] if section == "train" and k in ZERO_MEANS and not v else v
             yield section, k, shown
+
+
+def _component(entry):
+    """One model of a mixture as the table shows it: its kind and sizes."""
+    m = entry["config"]["model"]
+    sizes = m.get("order") if m["cell"] == "ngram" else f"{m['layers']}x{m['hidden']}"
+    return f"{m['cell']} {sizes}"

@@ -68,3 +68,17 @@ def top_p(value):
     if not 0 < value <= 1:
         raise typer.BadParameter(f"must be above 0 and at most 1, not {value}")
     return value
+
+
+def mix_weights(value):
+    """--mix-weights "0.7,0.3" -> [0.7, 0.3] (checked against the models by charlm.lm.mixture)."""
+    if value is None:
+        return None
+    try:
+        weights = [float(part) for part in value.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"must be numbers separated by commas, like 0.7,0.3, "
+                                 f"not {value!r}") from None
+    for w in weights:
+        non_negative(w)
+    return weights

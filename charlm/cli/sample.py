@@ -20,6 +20,8 @@ def sample(
     top_p: float = typer.Option(1.0, "--top-p", callback=o.top_p, help="Nucleus sampling mass."),
     seed: int | None = typer.Option(None, min=0, help="Random seed for a repeatable sample."),
     unknown: o.Unknown = typer.Option(o.Unknown.error, help="Prime characters outside the vocabulary: error or skip."),
+    mix: list[Path] | None = typer.Option(None, help="Mix CHECKPOINT with this model (repeatable); weights adapt online."),
+    mix_weights: str | None = typer.Option(None, "--mix-weights", callback=o.mix_weights, help="Fixed weights w1,w2,... for CHECKPOINT and each --mix model."),
 ):
     """Generate text, feeding each character back in.
 
@@ -29,7 +31,8 @@ def sample(
 
     from charlm import lm
     from charlm.errors import CheckpointError
-    model = lm.load(checkpoint)
+    from charlm.lm.mixture import with_mix
+    model = with_mix(lm.load(checkpoint), [lm.load(p) for p in mix or []], mix_weights)
     prime_ids, shown = _prime(model.vocab, prime, unknown.value)
     rng = np.random.default_rng(seed)
     try:

@@ -19,7 +19,9 @@ Key layout, every array one zip member (charlm.io.npz):
                              with a learned embedding or a weights-only file, else 1, so that
                              a charlm that predates a part refuses the file by its version
 An n-gram checkpoint holds ngram/* arrays instead of params/optim/state (charlm.nn.kneser_ney)
-and its model section is {"cell": "ngram", "vocab_size", "order", "sizes"}.
+and its model section is {"cell": "ngram", "vocab_size", "order", "sizes"}. A mixture
+checkpoint (format version 4) holds whole checkpoints of other kinds under mix/<i>/
+(charlm.io.mixture).
 """
 
 from dataclasses import dataclass, replace
@@ -28,16 +30,18 @@ from pathlib import Path
 from charlm import __version__, names
 from charlm.data.vocab import Vocab
 from charlm.errors import CheckpointError
+from charlm.io import mixture
 from charlm.io.npz import load_checkpoint, save_checkpoint
 from charlm.io.progress import Progress, check_field
 from charlm.nn import adaptive, kneser_ney, model, output
 from charlm.nn.cells import CELLS
 from charlm.nn.optim import OPTIMIZERS
 
-FORMAT_VERSION = 3              # the newest this charlm reads and writes
+FORMAT_VERSION = 4              # the newest this charlm reads and writes
 EMBEDDING_VERSION = 2           # the first format with a learned input embedding
 WEIGHTS_ONLY_VERSION = 2        # the first format with weights-only files
 ADAPTIVE_VERSION = 3            # the first format with an adaptive softmax
+MIXTURE_VERSION = mixture.MIXTURE_VERSION   # the first format with mixtures
 KIND = "charlm-checkpoint"
 MAX_VOCAB = 0x110000
 MAX_HIDDEN = 65536
@@ -63,10 +67,11 @@ class Loaded:
 
 
 def kind_of(config):
-    """"ngram" or "neural": which model a checkpoint's config describes (the one place)."""
+    """"ngram", "mixture" or "neural": which model a checkpoint's config describes (the one
+    place)."""
     m = config.get("model") if isinstance(config, dict) else None
     cell = m.get("cell") if isinstance(m, dict) else None
-    return names.NGRAM if cell == names.NGRAM else "neural"
+    return cell if cell in (names.NGRAM, names.MIXTURE) else "neural"
 
 
 def model_config_from(config, version=FORMAT_VERSION):
@@ -127,6 +132,8 @@ def schema(config, version):
         raise CheckpointError(f"unknown checkpoint format version {version}")
     if kind_of(config) == names.NGRAM:
         return _ngram_schema(config)
+    if kind_of(config) == names.MIXTURE:
+        return mixture.schema(config, version, schema, MAX_VOCAB)
     return _neural_schema(config, version)
 
 
@@ -199,6 +206,45 @@ def save_neural(path, sections, params, vocab, moments, state):
 def save_ngram(path, sections, ngram_model, vocab):
     """A fitted Kneser-Ney model; sections: model (order, sizes), train, progress and data."""
     _save(path, ngram_model.to_arrays(), vocab, sections)
+
+
+def save_mixture(path, models, weights, forgetting):
+    """A self-contained mixture of the Loaded checkpoints models (not mixtures), the first
+    one's vocabulary its ids; a training checkpoint goes in as its weights alone."""
+    arrays, entries = {}, []
+    for i, loaded in enumerate(models):
+        config, members, version = loaded.config, loaded.arrays, loaded.format_version
+        if loaded.kind == "neural" and not is_weights_only(config, version):
+            members = {k: v for k, v in members.items() if not k.startswith(("optim/", "state/"))}
+            config = config | {"weights_only": True}
+            version = format_version(config["model"], weights_only=True)
+        entries.append({"config": config, "format_version": version})
+        arrays |= {mixture.prefix(i) + key: value for key, value in members.items()}
+    first = models[0].config
+    sections = {"model": {"cell": names.MIXTURE, "vocab_size": models[0].vocab.size,
+                          "components": entries, "weights": weights, "forgetting": forgetting},
+                "train": first.get("train"), "data": first.get("data")}
+    _save(path, arrays, models[0].vocab, sections, MIXTURE_VERSION)
+
+
+def mixture_parts(loaded):
+    """The Loaded checkpoint of each model in a loaded mixture, and (weights, forgetting)."""
+    parts = []
+    m = loaded.config["model"]
+    for i, entry in enumerate(m["components"]):
+        p = mixture.prefix(i)
+        arrays = {k[len(p):]: v for k, v in loaded.arrays.items() if k.startswith(p)}
+        try:
+            vocab = Vocab.from_array(arrays["meta/vocab"])
+        except ValueError as exc:
+            raise CheckpointError(f"{loaded.path}: model {i} has an invalid vocabulary "
+                                  f"({exc})") from None
+        parts.append(Loaded(loaded.path, entry["config"], arrays, vocab,
+                            entry["format_version"]))
+    if parts[0].vocab != loaded.vocab:
+        raise CheckpointError(f"{loaded.path}: the mixture's vocabulary is not its first "
+                              "model's")
+    return parts, mixture.check_settings(m, len(parts))
 
 
 def load(path):

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from charlm.data.vocab import Vocab
 from charlm.io import checkpoint
-from charlm.names import NGRAM
+from charlm.names import MIXTURE, NGRAM
 from charlm.nn import loss
 
 
@@ -38,13 +38,24 @@ class LanguageModel(Protocol):
     def score(self, ids, streams: int = 1) -> tuple[float, int]:
         """(summed nats, predictions) of ids (N,) from the start state: N - 1 predictions."""
 
+    def log_probs(self, ids, streams: int = 1):
+        """(N - 1,) float64 log p of each prediction of ids (N,), in text order: the terms of
+        score's sum, each computed as score computes it (a mixture weighs models by them)."""
+
     def stepper(self) -> Stepper:
         """A fresh one-character-at-a-time runner for sampling."""
 
 
 def load(path) -> LanguageModel:
     """The model in a checkpoint of any kind (validated by charlm.io.checkpoint)."""
-    loaded = checkpoint.load(path)
+    return from_checkpoint(checkpoint.load(path))
+
+
+def from_checkpoint(loaded) -> LanguageModel:
+    """The model of a validated checkpoint (charlm.io.checkpoint.Loaded) of any kind."""
+    if loaded.kind == MIXTURE:
+        from charlm.lm.mixture import from_loaded
+        return from_loaded(loaded, from_checkpoint)
     if loaded.kind == NGRAM:
         from charlm.lm.ngram import NGramLM
         return NGramLM(loaded)

@@ -1,7 +1,7 @@
 """The recurrent model (charlm.nn) behind the language-model interface."""
 
 from charlm.io import checkpoint
-from charlm.nn.inference import Stepper, score_ids
+from charlm.nn.inference import Stepper, position_log_probs, score_ids
 
 
 class NeuralLM:
@@ -17,6 +17,9 @@ class NeuralLM:
 
     def score(self, ids, streams=1):
         return score_ids(self.params, self.model_config, ids, streams)
+
+    def log_probs(self, ids, streams=1):
+        return position_log_probs(self.params, self.model_config, ids, streams)
 
     def stepper(self):
         return Stepper(self.params, self.model_config)

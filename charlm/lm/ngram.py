@@ -23,6 +23,11 @@ class NGramLM:
         log_probs = kneser_ney.log_prob_stream(self.model, ids)
         return float(-log_probs.sum()), len(ids) - 1
 
+    def log_probs(self, ids, streams=1):
+        if len(ids) < 2:
+            return np.zeros(0, np.float64)
+        return kneser_ney.log_prob_stream(self.model, ids)
+
     def stepper(self):
         return NGramStepper(self.model)
 

@@ -70,27 +70,44 @@ def infer(params, cfg, x, state, ws=FRESH, folded=None):
 
 def score_ids(params, cfg, ids, streams=1, chunk_len=256):
     """Summed nats (float64) and the number of predictions for ids (N,)."""
+    total, n_pred = 0.0, max(len(ids) - 1, 0)
+    for _, log_probs in _chunk_log_probs(params, cfg, ids, streams, chunk_len):
+        total -= float(log_probs.sum())
+    return total, n_pred
+
+
+def position_log_probs(params, cfg, ids, streams=1, chunk_len=256):
+    """(N - 1,) float64 log p of each prediction of ids (N,), in text order: the terms whose
+    negated sum score_ids returns (a mixture weighs its models by them, one position at a
+    time). Memory: the N - 1 figures and one chunk, never an (N, V) array."""
+    out = np.zeros(max(len(ids) - 1, 0), np.float64)
+    for where, log_probs in _chunk_log_probs(params, cfg, ids, streams, chunk_len):
+        out[where] = log_probs
+    return out
+
+
+def _chunk_log_probs(params, cfg, ids, streams, chunk_len):
+    """Per chunk: (the predictions' positions in the text, their log-probabilities), over the
+    S streams of the module docstring."""
     n_pred = len(ids) - 1
     if n_pred <= 0:
-        return 0.0, 0
+        return
     streams = max(1, min(streams, n_pred))
     piece = math.ceil(n_pred / streams)                     # predictions per stream
     starts = np.arange(streams) * piece                     # (S,) first context position
     state = initial_state(cfg, streams, params["rnn.weight_hh_l0"].dtype)
-    total = 0.0
     # Chunks reuse their large arrays (2-15% faster at 16 streams); at one stream they
     # are small, and fresh ones measured faster.
     ws = Workspace() if streams > 1 else FRESH
     folded = fold_for_inference(params, cfg, streams)     # once, not per chunk
     for t0 in range(0, piece, chunk_len):
         pos = starts[None, :] + np.arange(t0, min(t0 + chunk_len, piece))[:, None]  # (T, S)
-        valid = pos < n_pred
+        valid = (pos < n_pred).reshape(-1)
         pos = np.minimum(pos, n_pred - 1)
         x, y = ids[pos], ids[pos + 1]                       # (T, S) each
         top, state = infer(params, cfg, x, state, ws, folded)
         log_probs = output.target_log_probs(params, cfg, top, y.reshape(-1), ws)
-        total -= float(log_probs[valid.reshape(-1)].sum())
-    return total, n_pred
+        yield pos.reshape(-1)[valid], log_probs[valid]
 
 
 class Stepper:
