@@ -80,7 +80,8 @@ def _train_neural(corpus_paths, given, limits, out, resume, force, encoding_erro
         trainer, reason = session.start(plan)
         if reason:
             render.note(f"auto-size: {reason} (set --hidden/--layers to choose yourself)")
-        train_view.show(trainer, corpus, quiet)
+        from charlm.train.mixture import RunMixture
+        train_view.show(trainer, corpus, quiet, RunMixture(trainer).finish)
 
 
 def _train_ngram(corpus_paths, given, order, out, resume, force, encoding_errors):

@@ -16,8 +16,9 @@ from charlm.cli import render
 from charlm.errors import die_by_signal
 
 
-def show(trainer, corpus, quiet):
-    """Run trainer.run() to its end, rendering its events."""
+def show(trainer, corpus, quiet, finish=None):
+    """Run trainer.run() to its end, rendering its events; finish() after a completed run
+    gives the n-gram and mixture figures for the summary (charlm.train.mixture)."""
     view = TrainView(trainer, quiet)
     view.opening(corpus)
 
@@ -33,7 +34,7 @@ def show(trainer, corpus, quiet):
     finally:
         view.close()
     if view.summary is not None:
-        view.print_summary()
+        view.print_summary(finish() if finish else None)
 
 
 def _can_draw_a_bar():
@@ -143,7 +144,7 @@ class TrainView:
         for s, handler in self.previous.items():
             signal.signal(s, handler)
 
-    def print_summary(self):
+    def print_summary(self, mixture=None):
         s = self.summary
         table = render.key_value_table("training summary")
         table.add_row("parameters", f"{s['parameters']:,}")
@@ -158,4 +159,14 @@ class TrainView:
             table.add_row("skipped steps", str(s["skipped"]))
         written = ["last.npz"] + (["best.npz"] if s["best_val"] is not None else [])
         table.add_row("checkpoints", ", ".join(str(self.trainer.out / n) for n in written))
+        if mixture:
+            _mixture_rows(table, mixture)
         render.print_table(table, stderr=True)
+
+
+def _mixture_rows(table, m):
+    """The run's n-gram and its mixture with best.npz (charlm.train.mixture)."""
+    table.add_row(f"{m['ngram_order']}-gram val", f"{render.nats(m['ngram_val'])} "
+                  f"(fitted in {m['ngram_seconds']:.1f} s)")
+    table.add_row("model + n-gram val", f"{render.nats(m['mix_val'])}: pass {m['mix']} "
+                  "to sample and eval perplexity")

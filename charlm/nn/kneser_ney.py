@@ -127,26 +127,37 @@ def schema(vocab_size: int, order: int, sizes: list[int]) -> dict[str, tuple[str
 
 def fit_kneser_ney(ids: Array, vocab_size: int, order: int = 6) -> NGramModel:
     """Count every n-gram of ids (N,) up to `order` and return the interpolated KN model."""
+    return fit_kneser_ney_orders(ids, vocab_size, order)[-1]
+
+
+def fit_kneser_ney_orders(ids: Array, vocab_size: int, max_order: int) -> list[NGramModel]:
+    """The KN models of every order 1..max_order of ids (N,), from one counting pass: the
+    model of order n keeps raw counts at n and continuation counts below, so each order's
+    two kinds of counts are kept."""
     x = _as_ids(ids, vocab_size)
-    if order < 1:
-        raise ValueError(f"order must be >= 1, got {order}")
-    keys, counts = [], []
+    if max_order < 1:
+        raise ValueError(f"order must be >= 1, got {max_order}")
+    keys, raw, continuation = [], [], []
     prefix_index = np.zeros(len(x), np.int64)     # index of the (n-1)-gram starting at each s
-    for n in range(1, order + 1):
+    for n in range(1, max_order + 1):
         # the n-gram starting at s is its (n-1)-gram prefix's index, then its last character
         window_keys = prefix_index[: len(x) - n + 1] * vocab_size + x[n - 1:]     # (N-n+1,)
         k, first, index, c = np.unique(window_keys, return_index=True, return_inverse=True,
                                        return_counts=True)
         if n > 1:
-            # order n-1 keeps continuation counts: each distinct n-gram adds one to its suffix,
+            # order n-1's continuation counts: each distinct n-gram adds one to its suffix,
             # the (n-1)-gram that starts one character after it
             suffix = prefix_index[first + 1]
-            counts[-1] = np.bincount(suffix, minlength=len(keys[-1])).astype(COUNT_DTYPE)
+            continuation.append(np.bincount(suffix, minlength=len(keys[-1]))
+                                .astype(COUNT_DTYPE))
         keys.append(k.astype(KEY_DTYPE))
-        counts.append(c.astype(COUNT_DTYPE))
+        raw.append(c.astype(COUNT_DTYPE))
         prefix_index = index.reshape(-1)
-    discounts = [_discounts(c) for c in counts]
-    return NGramModel(vocab_size, keys, counts, discounts)
+    models = []
+    for n in range(1, max_order + 1):
+        counts = continuation[:n - 1] + [raw[n - 1]]
+        models.append(NGramModel(vocab_size, keys[:n], counts, [_discounts(c) for c in counts]))
+    return models
 
 
 def log_prob_stream(model: NGramModel, ids: Array) -> Array:

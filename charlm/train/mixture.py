@@ -1,0 +1,68 @@
+"""What a neural run leaves beside best.npz: the Kneser-Ney n-gram of its training split
+(ngram.npz) and the mixture of the two (mix.npz), scored on validation like the model.
+
+The n-gram is fitted before training starts (its order chosen on a slice of the training
+split, charlm.train.ngram.choose_and_fit) and its seconds are charged to the run's clock, so a
+--time-budget covers it. The mixture is scored once the run ends: one more pass of the best
+model over the validation split (per-position log-probabilities for the online weights) and
+the mixture's save, about one validation's time.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from charlm import lm
+from charlm.io import checkpoint
+from charlm.lm.mixture import FORGETTING, MixtureLM, mixed_log_probs, online_weights
+from charlm.nn import kneser_ney
+from charlm.train import ngram
+from charlm.train.rundir import append_metrics
+
+NGRAM_FILE, MIX_FILE = "ngram.npz", "mix.npz"
+
+
+class RunMixture:
+    """The n-gram of a Trainer's training split, and later its mixture with best.npz."""
+
+    def __init__(self, trainer):
+        started = time.perf_counter()
+        self.trainer, out = trainer, Path(trainer.out)
+        train_ids, self.val_ids = trainer.train_ids, trainer.val_ids
+        model, self.order_scores = ngram.choose_and_fit(train_ids, trainer.vocab.size)
+        self.ngram_val = None
+        if len(self.val_ids) >= 2:
+            self.ngram_val = float(-kneser_ney.log_prob_stream(model, self.val_ids).mean())
+        self.fit_seconds = time.perf_counter() - started
+        sections = ngram.ngram_sections(model, trainer.tcfg.val_frac, self.ngram_val,
+                                        self.fit_seconds, trainer.data_info.get("fingerprint"),
+                                        len(train_ids), len(self.val_ids))
+        checkpoint.save_ngram(out / NGRAM_FILE, sections, model, trainer.vocab)
+        self.order = model.order
+        self.fit_seconds = time.perf_counter() - started
+        trainer.progress.elapsed += self.fit_seconds      # the budget covers the n-gram too
+
+    def finish(self):
+        """After training: the mixture of best.npz and the n-gram, scored on validation and
+        saved as mix.npz; its figures (also appended to metrics.jsonl), or None without a
+        best.npz or a validation split."""
+        out = Path(self.trainer.out)
+        if self.ngram_val is None or not (out / "best.npz").exists():
+            return None
+        started = time.perf_counter()
+        parts = [checkpoint.load(out / name) for name in ("best.npz", NGRAM_FILE)]
+        models = [lm.from_checkpoint(part) for part in parts]
+        MixtureLM(models)                                 # the vocabularies agree
+        lps = np.stack([models[0].log_probs(self.val_ids, self.trainer.tcfg.eval_streams),
+                        models[1].log_probs(self.val_ids)])                      # (2, N - 1)
+        mixed = mixed_log_probs(lps, online_weights(lps, FORGETTING))
+        nats = [float(-lps[0].mean()), float(-mixed.mean())]
+        checkpoint.save_mixture(out / MIX_FILE, parts, None, FORGETTING)
+        record = {"event": "mixture", "model_val": nats[0], "ngram_val": self.ngram_val,
+                  "mix_val": nats[1], "ngram_order": self.order,
+                  "ngram_seconds": round(self.fit_seconds, 3),
+                  "mix_seconds": round(time.perf_counter() - started, 3),
+                  "ngram": str(out / NGRAM_FILE), "mix": str(out / MIX_FILE)}
+        append_metrics(out, record)
+        return record
