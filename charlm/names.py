@@ -13,3 +13,7 @@ ACTIVATIONS = ("tanh", "relu")     # the vanilla RNN's nonlinearity
 SOFTMAXES = ("full", "adaptive")     # the output layer: nn.Linear, nn.AdaptiveLogSoftmaxWithLoss
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "adagrad", "sgd")
 SCHEDULES = ("constant", "cosine", "step")
+
+# `eval perplexity --adapt`'s defaults (--adapt-lr, --adapt-decay, --adapt-seg; charlm.lm.adapt),
+# measured on tiny Shakespeare's training split, never on the text scored
+ADAPT_DEFAULTS = (1e-4, 0.01, 256)

@@ -258,7 +258,7 @@ def _set(path, value):
     (_set(["model", "components"], []), "'components'"),
     (_set(["model", "components"], "x"), "'components'"),
     (_set(["model", "components", 1], 5), "entry 1"),
-    (_set(["model", "components", 0, "format_version"], 4), "'format_version'"),
+    (_set(["model", "components", 0, "format_version"], 5), "'format_version'"),
     (_set(["model", "components", 0, "config", "model", "hidden"], 9), "shape"),
     (_set(["model", "components", 1, "config", "kind"], "zip"), "charlm marker"),
     (_set(["model", "components", 0, "config", "model", "cell"], "mixture"), "a mixture holds"),

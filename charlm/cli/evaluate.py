@@ -8,6 +8,7 @@ import typer
 
 from charlm.cli import options as o
 from charlm.cli.app import eval_app
+from charlm.names import ADAPT_DEFAULTS
 
 
 @eval_app.command("perplexity")
@@ -24,6 +25,10 @@ def eval_perplexity(
     unknown: o.Unknown = typer.Option(o.Unknown.error, help="Characters outside the vocabulary: error or skip."),
     encoding_errors: o.EncodingErrors = typer.Option(o.EncodingErrors.strict, "--encoding-errors", help="strict, or replace invalid UTF-8 with U+FFFD."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    adapt: bool = typer.Option(False, help="Dynamic evaluation: after scoring each segment, take a gradient step on it."),
+    adapt_lr: float = typer.Option(ADAPT_DEFAULTS[0], "--adapt-lr", callback=o.non_negative, help="With --adapt: the step size (0 = the static score)."),
+    adapt_decay: float = typer.Option(ADAPT_DEFAULTS[1], "--adapt-decay", callback=o.non_negative, help="With --adapt: the pull back toward the trained weights per segment."),
+    adapt_seg: int = typer.Option(ADAPT_DEFAULTS[2], "--adapt-seg", min=1, help="With --adapt: characters per segment (one step each)."),
 ):
     """Mean nats/char, bits/char and perplexity of CHECKPOINT on text."""
     from charlm import lm
@@ -42,6 +47,9 @@ def eval_perplexity(
     models = [main, *(lm.load(p) for p in compare)]
     texts = _Texts(files, corpus, split.value if split else "val", val_frac, unknown.value,
                    encoding_errors.value)
+    if adapt:
+        from charlm.lm.adapt import Settings, with_adapt
+        models[0] = with_adapt(main, Settings(adapt_lr, adapt_decay, adapt_seg), texts.rms_of)
     results = [(model, _score(model, texts, streams, unknown.value)) for model in models]
     if as_json:
         shown = [{"checkpoint": str(m.path), **r} for m, r in results] if compare \
@@ -90,6 +98,21 @@ class _Texts:
             from charlm.cli import render
             self._corpus = render.read_corpus(self.corpus_paths, self.encoding_errors)
         return self._corpus
+
+    def rms_of(self, neural):
+        """--adapt's gradient RMS for a checkpoint that holds none: from --corpus's training
+        split."""
+        from charlm.errors import UsageError
+        from charlm.lm.adapt import training_rms
+        if not self.corpus_paths:
+            raise UsageError(f"{neural.path} holds no gradient statistics for --adapt (a "
+                             "checkpoint from an older charlm); score --corpus TRAINING_TEXT "
+                             "--split val, whose training split gives them")
+        from charlm.data import text
+        val_frac = neural.config.get("train", {}).get("val_frac", 0.1)
+        train_ids, _ = text.split_train_val(self.corpus.ids, val_frac)
+        ids, _ = neural.vocab.encode_codepoints(self.corpus.vocab.codepoints[train_ids], "skip")
+        return training_rms(neural, ids)[0]
 
     def for_model(self, model):
         """(id arrays in model's vocabulary, how many characters were skipped)."""

@@ -12,6 +12,9 @@ Key layout, every array one zip member (charlm.io.npz):
                              one per part of the cell's state (h, and c for the LSTM)
   (optim/ and state/ only in a training checkpoint, last.npz; best.npz holds the weights,
   the vocabulary and the config, marked "weights_only": true, format version 2)
+    adapt/rms                float32 (P,) the root mean square of training gradients, all
+                             parameters flat in params order (charlm.nn.dynamic), only in a
+                             file whose config has "adapt_rms" (format version 4)
     meta/vocab               int32 (V,) Unicode code points, index = id
     meta/config              JSON (uint8 bytes): kind, charlm_version, and the model, train,
                              progress (charlm.io.progress) and data sections
@@ -24,6 +27,7 @@ checkpoint (format version 4) holds whole checkpoints of other kinds under mix/<
 (charlm.io.mixture).
 """
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,6 +46,7 @@ EMBEDDING_VERSION = 2           # the first format with a learned input embeddin
 WEIGHTS_ONLY_VERSION = 2        # the first format with weights-only files
 ADAPTIVE_VERSION = 3            # the first format with an adaptive softmax
 MIXTURE_VERSION = mixture.MIXTURE_VERSION   # the first format with mixtures
+ADAPT_VERSION = 4               # the first format with dynamic evaluation's gradient RMS
 KIND = "charlm-checkpoint"
 MAX_VOCAB = 0x110000
 MAX_HIDDEN = 65536
@@ -112,8 +117,11 @@ def _needs(version, first, field, present):
         raise CheckpointError(f"config field '{field}' needs format {first}, not {version}")
 
 
-def format_version(model_section, weights_only=False):
-    """The oldest format that holds a model with this model section (and weights only)."""
+def format_version(model_section, weights_only=False, adapt_rms=False):
+    """The oldest format that holds a model with this model section (and weights only, and
+    the gradient RMS of dynamic evaluation)."""
+    if adapt_rms:
+        return ADAPT_VERSION
     if model_section.get("softmax", output.FULL) != output.FULL:
         return ADAPTIVE_VERSION
     if weights_only:
@@ -146,6 +154,10 @@ def _neural_schema(config, version):
     shapes = model.param_shapes(cfg)
     members = {f"params/{name}": ("<f4", shape) for name, shape in shapes.items()}
     members["meta/vocab"] = ("<i4", (cfg.vocab_size,))
+    if "adapt_rms" in config:
+        check_field(config, "adapt_rms", dict)
+        _needs(version, ADAPT_VERSION, "adapt_rms", True)
+        members["adapt/rms"] = ("<f4", (sum(math.prod(s) for s in shapes.values()),))
     if is_weights_only(config, version):
         return members
     for moment in OPTIMIZERS[optimizer].moment_names:
@@ -183,12 +195,17 @@ def _save(path, arrays, vocab, sections, version=1):
     save_checkpoint(path, arrays, config, version)
 
 
-def save_weights(path, sections, params, vocab):
+def save_weights(path, sections, params, vocab, adapt_rms=None):
     """The model alone (best.npz): what sample, eval, info and PyTorch read; a third of a
-    training checkpoint's size with Adam."""
+    training checkpoint's size with Adam. adapt_rms: (rms (P,), {how it was measured}) for
+    dynamic evaluation, or None."""
     arrays = {f"params/{name}": value for name, value in params.items()}
-    _save(path, arrays, vocab, sections | {"weights_only": True},
-          format_version(sections["model"], weights_only=True))
+    sections = sections | {"weights_only": True}
+    if adapt_rms is not None:
+        arrays["adapt/rms"] = adapt_rms[0]
+        sections["adapt_rms"] = adapt_rms[1]
+    _save(path, arrays, vocab, sections,
+          format_version(sections["model"], True, adapt_rms is not None))
 
 
 def save_neural(path, sections, params, vocab, moments, state):
@@ -217,7 +234,7 @@ def save_mixture(path, models, weights, forgetting):
         if loaded.kind == "neural" and not is_weights_only(config, version):
             members = {k: v for k, v in members.items() if not k.startswith(("optim/", "state/"))}
             config = config | {"weights_only": True}
-            version = format_version(config["model"], weights_only=True)
+            version = format_version(config["model"], True, "adapt_rms" in config)
         entries.append({"config": config, "format_version": version})
         arrays |= {mixture.prefix(i) + key: value for key, value in members.items()}
     first = models[0].config

@@ -43,7 +43,7 @@ def schema(config, version, model_schema, max_vocab):
     for i, entry in enumerate(components):
         if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
             raise CheckpointError(f"config field 'components' entry {i} is invalid")
-        model_version = check_field(entry, "format_version", int, 1, MIXTURE_VERSION - 1)
+        model_version = check_field(entry, "format_version", int, 1, MIXTURE_VERSION)
         model = entry["config"].get("model")
         if isinstance(model, dict) and model.get("cell") == MIXTURE:
             raise CheckpointError("a mixture holds a mixture; mix the models themselves")

@@ -11,6 +11,7 @@ class NeuralLM:
         self.model_config = checkpoint.model_config_from(loaded.config, loaded.format_version)
         self.params, _, _ = checkpoint.neural_arrays(loaded, self.model_config)
         self.parameters = sum(int(v.size) for v in self.params.values())
+        self.adapt_rms = loaded.arrays.get("adapt/rms")   # dynamic evaluation's, if stored
 
     def describe(self):
         return self.model_config.describe()
