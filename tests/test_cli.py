@@ -47,7 +47,9 @@ def trained(small_corpus, tmp_path, capfd):
 def test_train_writes_checkpoints_metrics_and_a_summary(trained, capfd):
     assert {p.name for p in trained.iterdir()} >= {"last.npz", "best.npz", "metrics.jsonl"}
     records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
-    assert records[-1]["step"] == 12 and records[-1]["val_loss"] > 0
+    validations = [r for r in records if "event" not in r]
+    assert validations[-1]["step"] == 12 and validations[-1]["val_loss"] > 0
+    assert records[-1]["event"] == "mixture" and records[-1]["mix_val"] > 0
     ckpt = checkpoint.load(trained / "best.npz")
     vocab = ckpt.vocab
     assert ckpt.config["progress"]["step"] == 12 and vocab.size > 10
@@ -369,7 +371,7 @@ def test_metrics_open_with_what_auto_size_predicted_and_count_the_characters_see
                        "--quiet")
     assert code == 0, err
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    opening, validations = records[0], records[1:]
+    opening, validations = records[0], [r for r in records[1:] if "event" not in r]
     assert opening["event"] == "start" and opening["at_step"] == 0
     choice = opening["auto_size"]
     assert choice["predicted_chars"] > 0 and f"{choice['layers']}x{choice['hidden']}" in err

@@ -136,7 +136,7 @@ def assert_unchanged(before, after):
 def metrics(out):
     """The validation records of metrics.jsonl (each run's opening record left out)."""
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [r for r in records if r.get("event") != "start"]
+    return [r for r in records if r.get("event") not in ("start", "mixture")]
 
 
 # ---- D: numerics --------------------------------------------------------------------------------

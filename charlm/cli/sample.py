@@ -8,6 +8,7 @@ import typer
 
 from charlm.cli import options as o
 from charlm.cli.app import app, discard_stdout
+from charlm.names import ADAPT_DEFAULTS
 
 
 @app.command()
@@ -22,6 +23,10 @@ def sample(
     unknown: o.Unknown = typer.Option(o.Unknown.error, help="Prime characters outside the vocabulary: error or skip."),
     mix: list[Path] | None = typer.Option(None, help="Mix CHECKPOINT with this model (repeatable); weights adapt online."),
     mix_weights: str | None = typer.Option(None, "--mix-weights", callback=o.mix_weights, help="Fixed weights w1,w2,... for CHECKPOINT and each --mix model."),
+    adapt_on: Path | None = typer.Option(None, "--adapt-on", help="Adapt the model to this text first (dynamic evaluation), then sample in its style."),
+    adapt_lr: float = typer.Option(ADAPT_DEFAULTS[0], "--adapt-lr", callback=o.non_negative, help="With --adapt-on: the step size."),
+    adapt_decay: float = typer.Option(ADAPT_DEFAULTS[1], "--adapt-decay", callback=o.non_negative, help="With --adapt-on: the pull back toward the trained weights per segment."),
+    adapt_seg: int = typer.Option(ADAPT_DEFAULTS[2], "--adapt-seg", min=1, help="With --adapt-on: characters per segment (one step each)."),
 ):
     """Generate text, feeding each character back in.
 
@@ -32,7 +37,11 @@ def sample(
     from charlm import lm
     from charlm.errors import CheckpointError
     from charlm.lm.mixture import with_mix
-    model = with_mix(lm.load(checkpoint), [lm.load(p) for p in mix or []], mix_weights)
+    model = lm.load(checkpoint)
+    if adapt_on is not None:
+        from charlm.lm.adapt import Settings, adapt_file
+        model = adapt_file(model, adapt_on, Settings(adapt_lr, adapt_decay, adapt_seg))
+    model = with_mix(model, [lm.load(p) for p in mix or []], mix_weights)
     prime_ids, shown = _prime(model.vocab, prime, unknown.value)
     rng = np.random.default_rng(seed)
     try:

@@ -16,7 +16,7 @@ from charlm.names import ADAPT_DEFAULTS
 from charlm.nn import dynamic
 from charlm.nn.model import initial_state
 
-STATS_WINDOWS = 50      # training windows of 32 x 64 characters for the gradient RMS
+STATS_WINDOWS = 30      # training windows of 32 x 64 characters for the gradient RMS
 
 
 @dataclass(frozen=True)
@@ -117,3 +117,20 @@ def _has_neural(model):
         return any(_has_neural(m) for m in model.models)
     return isinstance(model, NeuralLM)
 
+
+
+def adapt_file(model, path, settings):
+    """sample --adapt-on: the recurrent model adapted to the text in path (its characters
+    outside the vocabulary skipped); the gradient RMS from the checkpoint, else from that
+    text itself, which is never scored."""
+    from charlm.data import text
+    from charlm.lm.neural import NeuralLM
+    if not isinstance(model, NeuralLM):
+        raise UsageError(f"--adapt-on adapts a recurrent model; {model.path} is a "
+                         f"{model.describe()} (mix others in with --mix)")
+    ids, _ = text.encode_file(path, model.vocab, unknown="skip")
+    if len(ids) < 2:
+        raise UsageError(f"--adapt-on {path} has fewer than two characters of the model's "
+                         "vocabulary")
+    rms = model.adapt_rms if model.adapt_rms is not None else training_rms(model, ids)[0]
+    return adapted_to(model, ids, settings, rms)

@@ -1,5 +1,6 @@
 """What a neural run leaves beside best.npz: the Kneser-Ney n-gram of its training split
-(ngram.npz) and the mixture of the two (mix.npz), scored on validation like the model.
+(ngram.npz), the mixture of the two (mix.npz), scored on validation like the model, and in
+best.npz the gradient RMS that dynamic evaluation needs.
 
 The n-gram is fitted before training starts (its order chosen on a slice of the training
 split, charlm.train.ngram.choose_and_fit) and its seconds are charged to the run's clock, so a
@@ -15,6 +16,7 @@ import numpy as np
 
 from charlm import lm
 from charlm.io import checkpoint
+from charlm.lm.adapt import training_rms
 from charlm.lm.mixture import FORGETTING, MixtureLM, mixed_log_probs, online_weights
 from charlm.nn import kneser_ney
 from charlm.train import ngram
@@ -51,6 +53,8 @@ class RunMixture:
         if self.ngram_val is None or not (out / "best.npz").exists():
             return None
         started = time.perf_counter()
+        self._store_gradient_rms(out / "best.npz")
+        rms_seconds = time.perf_counter() - started
         parts = [checkpoint.load(out / name) for name in ("best.npz", NGRAM_FILE)]
         models = [lm.from_checkpoint(part) for part in parts]
         MixtureLM(models)                                 # the vocabularies agree
@@ -62,7 +66,17 @@ class RunMixture:
         record = {"event": "mixture", "model_val": nats[0], "ngram_val": self.ngram_val,
                   "mix_val": nats[1], "ngram_order": self.order,
                   "ngram_seconds": round(self.fit_seconds, 3),
-                  "mix_seconds": round(time.perf_counter() - started, 3),
+                  "adapt_rms_seconds": round(rms_seconds, 3),
+                  "mix_seconds": round(time.perf_counter() - started - rms_seconds, 3),
                   "ngram": str(out / NGRAM_FILE), "mix": str(out / MIX_FILE)}
         append_metrics(out, record)
         return record
+
+    def _store_gradient_rms(self, path):
+        """best.npz again, with the gradient RMS of its weights on training windows, which
+        `eval perplexity --adapt` and `sample --adapt-on` read (charlm.lm.adapt)."""
+        best = checkpoint.load(path)
+        neural = lm.from_checkpoint(best)
+        rms = training_rms(neural, self.trainer.train_ids)
+        sections = {k: best.config[k] for k in ("model", "train", "progress", "data")}
+        checkpoint.save_weights(path, sections, neural.params, best.vocab, rms)
