@@ -4,6 +4,8 @@ save it in the run directory like any model (last.npz and best.npz, metrics.json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from charlm.data import text
 from charlm.errors import UsageError
 from charlm.io import checkpoint
@@ -68,6 +70,7 @@ def choose_and_fit(train_ids, vocab_size, max_order=SEARCH_ORDER):
     scores = {}
     if cut >= 2 and len(held) >= 2:
         for model in kneser_ney.fit_kneser_ney_orders(fit_part, vocab_size, max_order):
-            scores[model.order] = float(-kneser_ney.log_prob_stream(model, held).mean())
+            with np.errstate(divide="ignore"):      # order 1 can give an unseen character 0
+                scores[model.order] = float(-kneser_ney.log_prob_stream(model, held).mean())
     order = min(scores, key=scores.get) if scores else DEFAULT_ORDER
     return kneser_ney.fit_kneser_ney(train_ids, vocab_size, order), scores
