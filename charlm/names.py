@@ -16,4 +16,6 @@ SCHEDULES = ("constant", "cosine", "step")
 
 # `eval perplexity --adapt`'s defaults (--adapt-lr, --adapt-decay, --adapt-seg; charlm.lm.adapt),
 # measured on tiny Shakespeare's training split, never on the text scored
-ADAPT_DEFAULTS = (1e-4, 0.01, 256)
+ADAPT_DEFAULTS = (3e-4, 0.01, 256)
+# a mixture's online weights forget this share of their evidence per character (--forgetting)
+MIX_FORGETTING = 0.001

@@ -41,6 +41,11 @@ def trained(tmp_path_factory):
     return root, corpus
 
 
+def neural(root, name):
+    """The run's recurrent model as mix.npz holds it: with its gradient RMS."""
+    return lm.load(root / name / "mix.npz").models[0]
+
+
 def ids_of(m, corpus):
     return m.vocab.encode(corpus.read_text(encoding="utf-8"))[0]
 
@@ -52,7 +57,7 @@ def settings(lr=3e-3, decay=0.02, seg=8):
 def test_each_prediction_depends_only_on_earlier_characters(trained):
     root, corpus = trained
     for name in ("gru", "lstm"):
-        m = lm.load(root / name / "best.npz")
+        m = neural(root, name)
         adapted = adapt.AdaptedLM(m, settings(), m.adapt_rms)
         ids = ids_of(m, corpus)[:300]
         before = adapted.log_probs(ids)
@@ -67,7 +72,7 @@ def test_each_prediction_depends_only_on_earlier_characters(trained):
 
 def test_adaptation_changes_later_scores_only(trained):
     root, corpus = trained
-    m = lm.load(root / "gru" / "best.npz")
+    m = neural(root, "gru")
     ids = ids_of(m, corpus)[:300]
     static = position_log_probs(m.params, m.model_config, ids, 1, 8)
     got = adapt.AdaptedLM(m, settings(), m.adapt_rms).log_probs(ids)
@@ -78,13 +83,14 @@ def test_adaptation_changes_later_scores_only(trained):
 @pytest.mark.parametrize("name", ["gru", "lstm"])
 def test_rate_zero_is_the_static_score_bitwise(trained, capfd, name):
     root, corpus = trained
-    m = lm.load(root / name / "best.npz")
+    m = neural(root, name)
     ids = ids_of(m, corpus)
     for seg in (256, 37):
         adapted = adapt.AdaptedLM(m, settings(lr=0.0, decay=0.05, seg=seg), m.adapt_rms)
         assert adapted.score(ids) == score_ids(m.params, m.model_config, ids, 1, seg)
-    static = run(capfd, "eval", "perplexity", root / name / "best.npz", corpus, "--json")
-    zero = run(capfd, "eval", "perplexity", root / name / "best.npz", corpus, "--json",
+    text = ("--corpus", corpus, "--split", "all", "--json")
+    static = run(capfd, "eval", "perplexity", root / name / "best.npz", *text)
+    zero = run(capfd, "eval", "perplexity", root / name / "best.npz", *text,
                "--adapt", "--adapt-lr", "0")
     assert static[0] == zero[0] == 0
     assert json.loads(zero[1])["nats_per_char"] == json.loads(static[1])["nats_per_char"]
@@ -92,7 +98,7 @@ def test_rate_zero_is_the_static_score_bitwise(trained, capfd, name):
 
 def test_a_step_is_krause_et_al_update(trained):
     root, corpus = trained
-    m = lm.load(root / "gru" / "best.npz")
+    m = neural(root, "gru")
     cfg, rms = m.model_config, m.adapt_rms
     lr, decay = 1e-3, 0.5
     adapter = dynamic.Adapter(m.params, cfg, rms, lr, decay)
@@ -135,7 +141,7 @@ def test_gradient_rms_is_the_root_mean_square_of_training_gradients(trained):
 
 def test_adaptation_helps_on_a_text_that_repeats_itself(trained, tmp_path):
     root, _ = trained
-    m = lm.load(root / "gru" / "best.npz")
+    m = neural(root, "gru")
     rng = np.random.default_rng(0)
     phrase = m.vocab.decode(rng.integers(0, m.vocab.size, 40))
     ids = m.vocab.encode(phrase * 30)[0]                 # a random phrase, over and over
@@ -146,7 +152,7 @@ def test_adaptation_helps_on_a_text_that_repeats_itself(trained, tmp_path):
 
 def test_streams_adapt_their_own_copies(trained):
     root, corpus = trained
-    m = lm.load(root / "gru" / "best.npz")
+    m = neural(root, "gru")
     ids = ids_of(m, corpus)[:201]
     adapted = adapt.AdaptedLM(m, settings(), m.adapt_rms)
     both = adapted.log_probs(ids, streams=2)
@@ -154,36 +160,39 @@ def test_streams_adapt_their_own_copies(trained):
     assert np.array_equal(both, np.concatenate([first, second]))
 
 
-def test_training_stores_the_gradient_rms_in_best(trained):
+def test_training_stores_the_gradient_rms_in_mix_and_leaves_best_plain(trained):
     root, _ = trained
-    best = checkpoint.load(root / "gru" / "best.npz")
-    assert best.format_version == checkpoint.ADAPT_VERSION
-    assert best.config["adapt_rms"]["windows"] > 0
-    rms = best.arrays["adapt/rms"]
-    assert rms.shape == (sum(p.size for p in lm.load(root / "gru" / "best.npz").params.values()),)
+    mix = checkpoint.load(root / "gru" / "mix.npz")
+    model_config = mix.config["model"]["components"][0]
+    assert model_config["format_version"] == checkpoint.ADAPT_VERSION
+    assert model_config["config"]["adapt_rms"]["windows"] > 0
+    rms = mix.arrays["mix/0/adapt/rms"]
+    assert rms.shape == (lm.load(root / "gru" / "best.npz").parameters,)
     assert np.all(rms >= 0) and rms.max() > 0
-
-
-def test_old_checkpoints_get_the_rms_from_the_corpus(trained, tmp_path, capfd):
-    root, corpus = trained
     best = checkpoint.load(root / "gru" / "best.npz")
-    old = tmp_path / "old.npz"
-    sections = {k: best.config[k] for k in ("model", "train", "progress", "data")}
-    checkpoint.save_weights(old, sections, lm.load(root / "gru" / "best.npz").params, best.vocab)
-    code, _, err = run(capfd, "eval", "perplexity", old, corpus, "--adapt")
-    assert code == 2 and "holds no gradient statistics" in err and "--corpus" in err
-    code, out, err = run(capfd, "eval", "perplexity", old, "--corpus", corpus, "--adapt",
+    assert best.format_version == 2 and not any(k.startswith("adapt/") for k in best.arrays)
+
+
+def test_a_bare_best_gets_the_rms_from_the_corpus(trained, capfd):
+    root, corpus = trained
+    best = root / "gru" / "best.npz"
+    code, _, err = run(capfd, "eval", "perplexity", best, corpus, "--adapt")
+    assert code == 2 and "holds no gradient statistics" in err and "mix.npz" in err
+    code, out, err = run(capfd, "eval", "perplexity", best, "--corpus", corpus, "--adapt",
                          "--json")
+    assert code == 0 and json.loads(out)["nats_per_char"] > 0, err
+    code, out, err = run(capfd, "eval", "perplexity", root / "gru" / "mix.npz", corpus,
+                         "--adapt", "--json")
     assert code == 0 and json.loads(out)["nats_per_char"] > 0, err
 
 
 def test_adapt_composes_with_mix_and_streams(trained, capfd):
     root, corpus = trained
-    for extra in (("--mix", root / "lstm" / "best.npz"), ("--streams", "3")):
-        code, out, err = run(capfd, "eval", "perplexity", root / "gru" / "best.npz", corpus,
+    for extra in (("--mix", root / "lstm" / "mix.npz"), ("--streams", "3")):
+        code, out, err = run(capfd, "eval", "perplexity", root / "gru" / "mix.npz", corpus,
                              "--adapt", "--adapt-seg", "32", "--json", *extra)
         assert code == 0, err
-    gru, lstm = lm.load(root / "gru" / "best.npz"), lm.load(root / "lstm" / "best.npz")
+    gru, lstm = neural(root, "gru"), neural(root, "lstm")
     from charlm.lm.mixture import MixtureLM
     mixed = adapt.with_adapt(MixtureLM([gru, lstm]), settings(seg=32), None)
     assert all(isinstance(p, adapt.AdaptedLM) for p in mixed.models)
@@ -194,7 +203,7 @@ def test_bad_adapt_settings_are_refused(trained, tmp_path, capfd):
     for args, fragment in ((("--adapt-lr", "-1"), "must be 0 or more"),
                            (("--adapt-seg", "0"), "--adapt-seg"),
                            (("--adapt-decay", "nan"), "finite")):
-        code, _, err = run(capfd, "eval", "perplexity", root / "gru" / "best.npz", corpus,
+        code, _, err = run(capfd, "eval", "perplexity", root / "gru" / "mix.npz", corpus,
                            "--adapt", *args)
         assert code == 2 and fragment in err and "Traceback" not in err, err
     code, _, err = run(capfd, "train", corpus, "--cell", "ngram", "--out", tmp_path / "n")
@@ -218,10 +227,24 @@ def test_sample_adapt_on(trained, tmp_path, capfd):
 
     def styled(text):                       # the share of the style text's letters
         return sum(text.count(c) for c in "dog.") / len(text)
-    assert adapted != plain and styled(adapted) > styled(plain) + 0.3
-    code, _, err = run(capfd, "sample", root / "lstm" / "best.npz", "--adapt-on", style,
-                       "--mix", root / "gru" / "best.npz", "--length", "10")
-    assert code == 0, err
+    assert adapted != plain and styled(adapted) > styled(plain) + 0.1
+    for args in (("lstm/best.npz", "--mix", root / "gru" / "best.npz"), ("gru/mix.npz",)):
+        code, _, err = run(capfd, "sample", root / args[0], *args[1:], "--adapt-on", style,
+                           "--length", "10")
+        assert code == 0, err
+
+
+def rms_file(root, tmp_path, edit):
+    """mix.npz's recurrent model as a file of its own (a weights-only checkpoint with its
+    gradient RMS, format 4), its config and arrays edited."""
+    mix = checkpoint.load(root / "gru" / "mix.npz")
+    entry = mix.config["model"]["components"][0]
+    config = json.loads(json.dumps(entry["config"]))
+    arrays = {k[len("mix/0/"):]: v for k, v in mix.arrays.items() if k.startswith("mix/0/")}
+    edit(config, arrays)
+    path = tmp_path / "model.npz"
+    npz.save_checkpoint(path, arrays, config, checkpoint.FORMAT_VERSION)
+    return path
 
 
 @pytest.mark.parametrize("edit, fragment", [
@@ -232,11 +255,8 @@ def test_sample_adapt_on(trained, tmp_path, capfd):
 ])
 def test_a_malformed_gradient_rms_is_refused(trained, tmp_path, edit, fragment):
     root, _ = trained
-    best = checkpoint.load(root / "gru" / "best.npz")
-    config, arrays = json.loads(json.dumps(best.config)), dict(best.arrays)
-    edit(config, arrays)
-    bad = tmp_path / "bad.npz"
-    npz.save_checkpoint(bad, arrays, config, checkpoint.FORMAT_VERSION)
+    assert lm.load(rms_file(root, tmp_path, lambda c, a: None)).adapt_rms is not None
+    bad = rms_file(root, tmp_path, edit)
     with pytest.raises(CheckpointError) as info:
         lm.load(bad)
     assert fragment in str(info.value)
@@ -244,11 +264,11 @@ def test_a_malformed_gradient_rms_is_refused(trained, tmp_path, edit, fragment):
 
 def test_the_gradient_rms_needs_format_4_and_no_negatives(trained, tmp_path):
     root, corpus = trained
-    best = checkpoint.load(root / "gru" / "best.npz")
+    good = checkpoint.load(rms_file(root, tmp_path, lambda c, a: None))
     old = tmp_path / "v3.npz"
-    npz.save_checkpoint(old, dict(best.arrays), best.config, 3)
+    npz.save_checkpoint(old, dict(good.arrays), good.config, 3)
     with pytest.raises(CheckpointError, match="needs format 4"):
         lm.load(old)
-    m = lm.load(root / "gru" / "best.npz")
+    m = neural(root, "gru")
     with pytest.raises(CheckpointError, match="gradient RMS"):
         adapt.AdaptedLM(m, settings(), -m.adapt_rms - 1)

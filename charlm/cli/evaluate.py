@@ -105,9 +105,9 @@ class _Texts:
         from charlm.errors import UsageError
         from charlm.lm.adapt import training_rms
         if not self.corpus_paths:
-            raise UsageError(f"{neural.path} holds no gradient statistics for --adapt (a "
-                             "checkpoint from an older charlm); score --corpus TRAINING_TEXT "
-                             "--split val, whose training split gives them")
+            raise UsageError(f"{neural.path} holds no gradient statistics for --adapt; pass "
+                             "the run's mix.npz (its model holds them), or score --corpus "
+                             "TRAINING_TEXT --split val, whose training split gives them")
         from charlm.data import text
         val_frac = neural.config.get("train", {}).get("val_frac", 0.1)
         train_ids, _ = text.split_train_val(self.corpus.ids, val_frac)

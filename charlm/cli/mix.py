@@ -6,6 +6,7 @@ import typer
 
 from charlm.cli import options as o
 from charlm.cli.app import app
+from charlm.names import MIX_FORGETTING
 
 
 @app.command()
@@ -13,7 +14,7 @@ def mix(
     checkpoints: list[Path] = typer.Argument(..., help="Two or more .npz checkpoints (the first one's character ids are the mixture's)."),
     out: Path = typer.Option(..., help="The mixture checkpoint to write."),
     mix_weights: str | None = typer.Option(None, "--mix-weights", callback=o.mix_weights, help="Fixed weights w1,w2,..., one per checkpoint; default: online."),
-    forgetting: float = typer.Option(0.001, callback=o.non_negative, help="With online weights: how fast old evidence fades (0 = the exact posterior)."),
+    forgetting: float = typer.Option(MIX_FORGETTING, callback=o.non_negative, help="With online weights: how fast old evidence fades (0 = the exact posterior)."),
     force: bool = typer.Option(False, help="Replace --out if it exists."),
 ):
     """Write a mixture of CHECKPOINTS that sample, eval perplexity and info accept."""

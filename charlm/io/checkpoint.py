@@ -14,7 +14,8 @@ Key layout, every array one zip member (charlm.io.npz):
   the vocabulary and the config, marked "weights_only": true, format version 2)
     adapt/rms                float32 (P,) the root mean square of training gradients, all
                              parameters flat in params order (charlm.nn.dynamic), only in a
-                             file whose config has "adapt_rms" (format version 4)
+                             file whose config has "adapt_rms" (format version 4): the
+                             recurrent model inside a run's mix.npz
     meta/vocab               int32 (V,) Unicode code points, index = id
     meta/config              JSON (uint8 bytes): kind, charlm_version, and the model, train,
                              progress (charlm.io.progress) and data sections
@@ -195,17 +196,12 @@ def _save(path, arrays, vocab, sections, version=1):
     save_checkpoint(path, arrays, config, version)
 
 
-def save_weights(path, sections, params, vocab, adapt_rms=None):
+def save_weights(path, sections, params, vocab):
     """The model alone (best.npz): what sample, eval, info and PyTorch read; a third of a
-    training checkpoint's size with Adam. adapt_rms: (rms (P,), {how it was measured}) for
-    dynamic evaluation, or None."""
+    training checkpoint's size with Adam."""
     arrays = {f"params/{name}": value for name, value in params.items()}
-    sections = sections | {"weights_only": True}
-    if adapt_rms is not None:
-        arrays["adapt/rms"] = adapt_rms[0]
-        sections["adapt_rms"] = adapt_rms[1]
-    _save(path, arrays, vocab, sections,
-          format_version(sections["model"], True, adapt_rms is not None))
+    _save(path, arrays, vocab, sections | {"weights_only": True},
+          format_version(sections["model"], weights_only=True))
 
 
 def save_neural(path, sections, params, vocab, moments, state):
@@ -227,11 +223,12 @@ def save_ngram(path, sections, ngram_model, vocab):
 
 def save_mixture(path, models, weights, forgetting):
     """A self-contained mixture of the Loaded checkpoints models (not mixtures), the first
-    one's vocabulary its ids; a training checkpoint goes in as its weights alone."""
+    one's vocabulary its ids; a recurrent model goes in as its weights alone (and its
+    gradient RMS, adapt/rms, if its config has "adapt_rms")."""
     arrays, entries = {}, []
     for i, loaded in enumerate(models):
         config, members, version = loaded.config, loaded.arrays, loaded.format_version
-        if loaded.kind == "neural" and not is_weights_only(config, version):
+        if loaded.kind == "neural":
             members = {k: v for k, v in members.items() if not k.startswith(("optim/", "state/"))}
             config = config | {"weights_only": True}
             version = format_version(config["model"], True, "adapt_rms" in config)

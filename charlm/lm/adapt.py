@@ -124,10 +124,14 @@ def adapt_file(model, path, settings):
     outside the vocabulary skipped); the gradient RMS from the checkpoint, else from that
     text itself, which is never scored."""
     from charlm.data import text
+    from charlm.lm.mixture import MixtureLM
     from charlm.lm.neural import NeuralLM
+    if isinstance(model, MixtureLM) and _has_neural(model):
+        parts = [adapt_file(m, path, settings) if _has_neural(m) else m for m in model.models]
+        return MixtureLM(parts, model.weights, model.forgetting, model.path)
     if not isinstance(model, NeuralLM):
-        raise UsageError(f"--adapt-on adapts a recurrent model; {model.path} is a "
-                         f"{model.describe()} (mix others in with --mix)")
+        raise UsageError(f"--adapt-on adapts recurrent models; {model.path} is a "
+                         f"{model.describe()}")
     ids, _ = text.encode_file(path, model.vocab, unknown="skip")
     if len(ids) < 2:
         raise UsageError(f"--adapt-on {path} has fewer than two characters of the model's "

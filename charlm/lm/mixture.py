@@ -24,9 +24,9 @@ import numpy as np
 from charlm.errors import CheckpointError, UsageError
 from charlm.io import checkpoint
 from charlm.io.mixture import MAX_FORGETTING, MAX_MODELS
-from charlm.names import MIXTURE
+from charlm.names import MIX_FORGETTING, MIXTURE
 
-FORGETTING = 0.001       # measured on tiny Shakespeare and the Chinese corpora (README)
+FORGETTING = MIX_FORGETTING     # measured on a tiny Shakespeare training slice (README)
 CHUNK = 256              # positions per vectorised weight update (bounds d^-k below e^27)
 
 

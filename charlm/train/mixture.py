@@ -1,15 +1,16 @@
 """What a neural run leaves beside best.npz: the Kneser-Ney n-gram of its training split
-(ngram.npz), the mixture of the two (mix.npz), scored on validation like the model, and in
-best.npz the gradient RMS that dynamic evaluation needs.
+(ngram.npz) and the mixture of the two (mix.npz), scored on validation like the model; mix.npz's
+recurrent model also holds the gradient RMS that dynamic evaluation needs.
 
 The n-gram is fitted before training starts (its order chosen on a slice of the training
 split, charlm.train.ngram.choose_and_fit) and its seconds are charged to the run's clock, so a
---time-budget covers it. The mixture is scored once the run ends: one more pass of the best
-model over the validation split (per-position log-probabilities for the online weights) and
-the mixture's save, about one validation's time.
+--time-budget covers it; it is saved when the run ends. The mixture is scored then: one more
+pass of the best model over the validation split (per-position log-probabilities for the
+online weights), the gradient RMS on 30 training windows and the saves, a few seconds.
 """
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,19 +31,17 @@ class RunMixture:
 
     def __init__(self, trainer):
         started = time.perf_counter()
-        self.trainer, out = trainer, Path(trainer.out)
+        self.trainer = trainer
         train_ids, self.val_ids = trainer.train_ids, trainer.val_ids
         model, self.order_scores = ngram.choose_and_fit(train_ids, trainer.vocab.size)
         self.ngram_val = None
         if len(self.val_ids) >= 2:
             self.ngram_val = float(-kneser_ney.log_prob_stream(model, self.val_ids).mean())
         self.fit_seconds = time.perf_counter() - started
-        sections = ngram.ngram_sections(model, trainer.tcfg.val_frac, self.ngram_val,
-                                        self.fit_seconds, trainer.data_info.get("fingerprint"),
-                                        len(train_ids), len(self.val_ids))
-        checkpoint.save_ngram(out / NGRAM_FILE, sections, model, trainer.vocab)
-        self.order = model.order
-        self.fit_seconds = time.perf_counter() - started
+        self.sections = ngram.ngram_sections(
+            model, trainer.tcfg.val_frac, self.ngram_val, self.fit_seconds,
+            trainer.data_info.get("fingerprint"), len(train_ids), len(self.val_ids))
+        self.model, self.order = model, model.order
         trainer.progress.elapsed += self.fit_seconds      # the budget covers the n-gram too
 
     def finish(self):
@@ -50,12 +49,13 @@ class RunMixture:
         saved as mix.npz; its figures (also appended to metrics.jsonl), or None without a
         best.npz or a validation split."""
         out = Path(self.trainer.out)
+        checkpoint.save_ngram(out / NGRAM_FILE, self.sections, self.model, self.trainer.vocab)
         if self.ngram_val is None or not (out / "best.npz").exists():
             return None
         started = time.perf_counter()
-        self._store_gradient_rms(out / "best.npz")
+        parts = [self._with_gradient_rms(checkpoint.load(out / "best.npz")),
+                 checkpoint.load(out / NGRAM_FILE)]
         rms_seconds = time.perf_counter() - started
-        parts = [checkpoint.load(out / name) for name in ("best.npz", NGRAM_FILE)]
         models = [lm.from_checkpoint(part) for part in parts]
         MixtureLM(models)                                 # the vocabularies agree
         lps = np.stack([models[0].log_probs(self.val_ids, self.trainer.tcfg.eval_streams),
@@ -72,11 +72,10 @@ class RunMixture:
         append_metrics(out, record)
         return record
 
-    def _store_gradient_rms(self, path):
-        """best.npz again, with the gradient RMS of its weights on training windows, which
-        `eval perplexity --adapt` and `sample --adapt-on` read (charlm.lm.adapt)."""
-        best = checkpoint.load(path)
-        neural = lm.from_checkpoint(best)
-        rms = training_rms(neural, self.trainer.train_ids)
-        sections = {k: best.config[k] for k in ("model", "train", "progress", "data")}
-        checkpoint.save_weights(path, sections, neural.params, best.vocab, rms)
+    def _with_gradient_rms(self, best):
+        """best.npz's Loaded with the gradient RMS of its weights on training windows, which
+        `--adapt` and `--adapt-on` read from mix.npz's recurrent model (charlm.lm.adapt);
+        best.npz itself stays the plain model."""
+        rms, info = training_rms(lm.from_checkpoint(best), self.trainer.train_ids)
+        return replace(best, config=best.config | {"adapt_rms": info},
+                       arrays=best.arrays | {"adapt/rms": rms})
