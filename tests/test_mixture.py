@@ -337,3 +337,48 @@ def test_mix_refuses_a_bad_forgetting_rate(runs, tmp_path, capfd):
     assert code == 2 and "forgetting" in err and not (tmp_path / "m.npz").exists()
     with pytest.raises(UsageError):
         mixture.MixtureLM([lm.load(root / "gru" / "best.npz")])
+
+
+def test_one_counting_pass_gives_every_order():
+    from charlm.nn import kneser_ney
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 7, 3000)
+    models = kneser_ney.fit_kneser_ney_orders(ids, 7, 5)
+    for order, m in enumerate(models, start=1):
+        alone = kneser_ney.fit_kneser_ney(ids, 7, order).to_arrays()
+        got = m.to_arrays()
+        assert got.keys() == alone.keys()
+        assert all(np.array_equal(got[k], alone[k]) for k in alone), order
+
+
+def test_a_run_leaves_its_ngram_and_mixture_scored_on_validation(runs):
+    from charlm.data import text
+    from charlm.train.ngram import choose_and_fit
+    root, corpus = runs
+    records = [json.loads(line)
+               for line in (root / "gru" / "metrics.jsonl").read_text().splitlines()]
+    mixed = records[-1]
+    assert mixed["event"] == "mixture"
+    model, ngram, mix = (lm.load(root / "gru" / n) for n in ("best.npz", "ngram.npz", "mix.npz"))
+    ids = ids_of(model, corpus)
+    train_ids, val_ids = text.split_train_val(ids, 0.1)
+    # the order comes from the training split alone; the n-gram is fitted on all of it
+    assert ngram.model.order == mixed["ngram_order"] == choose_and_fit(train_ids,
+                                                                       model.vocab.size)[0].order
+    assert ngram.config["data"]["train_chars"] == len(train_ids)
+    n = len(val_ids) - 1
+    assert mixed["ngram_val"] == pytest.approx(ngram.score(val_ids)[0] / n, rel=1e-12)
+    assert mixed["model_val"] == pytest.approx(model.score(val_ids, 16)[0] / n, rel=1e-9)
+    assert mixed["mix_val"] == pytest.approx(mix.score(val_ids, 16)[0] / n, rel=1e-9)
+    assert mixed["mix_val"] <= max(mixed["model_val"], mixed["ngram_val"])
+
+
+def test_the_run_ngram_order_is_the_best_on_the_training_slice():
+    from charlm.train.ngram import SEARCH_ORDER, choose_and_fit
+    rng = np.random.default_rng(4)
+    words = [rng.integers(0, 20, rng.integers(3, 9)) for _ in range(60)]
+    ids = np.concatenate([words[i] for i in rng.integers(0, 60, 3000)])
+    model, scores = choose_and_fit(ids, 20)
+    assert sorted(scores) == list(range(1, SEARCH_ORDER + 1))
+    assert model.order == min(scores, key=scores.get) > 2
+    assert sum(model.sizes()) > 0 and model.level(1).counts.sum() > 0
