@@ -14,15 +14,21 @@ import torch
 import torch.nn.functional as F
 
 
+def recurrent(cfg, input_size, **options):
+    """nn.RNN/LSTM/GRU of cfg's cell, size and layers reading input_size features."""
+    kinds = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+    if cfg.cell == "rnn":
+        options["nonlinearity"] = cfg.activation
+    return kinds[cfg.cell](input_size, cfg.hidden, cfg.layers, **options)
+
+
 class TorchLM(torch.nn.Module):
     """One-hot input -> nn.RNN/LSTM/GRU (`rnn`) -> nn.Linear (`head`); charlm's names."""
 
     def __init__(self, cfg):
         super().__init__()
-        kinds = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
-        extra = {"nonlinearity": cfg.activation} if cfg.cell == "rnn" else {}
         self.vocab_size = cfg.vocab_size
-        self.rnn = kinds[cfg.cell](cfg.vocab_size, cfg.hidden, cfg.layers, **extra)
+        self.rnn = recurrent(cfg, cfg.vocab_size)
         self.head = torch.nn.Linear(cfg.hidden, cfg.vocab_size)
 
     def forward(self, x, state=None):
@@ -30,6 +36,11 @@ class TorchLM(torch.nn.Module):
         onehot = F.one_hot(x, self.vocab_size).to(self.head.weight.dtype)
         hs, state = self.rnn(onehot, state)
         return self.head(hs), state
+
+    def loss(self, x, y, state=None):
+        """Mean cross-entropy of y (T, B) given x, and the new state."""
+        logits, state = self(x, state)
+        return F.cross_entropy(logits.reshape(-1, self.vocab_size), y.reshape(-1)), state
 
 
 def from_params(params, cfg):
@@ -50,11 +61,12 @@ def detach(state):
 
 
 class TorchTrainer:
-    """Stateful TBPTT over the same B streams and windows as charlm.train.trainer.Trainer."""
+    """Stateful TBPTT over the same B streams and windows as charlm.train.trainer.Trainer, for
+    a model with loss(x, y, state) -> (mean loss, new state)."""
 
-    def __init__(self, params, cfg, train_ids, batch_size, seq_len, lr=2e-3, clip_norm=5.0):
+    def __init__(self, model, cfg, train_ids, batch_size, seq_len, lr=2e-3, clip_norm=5.0):
         self.cfg, self.B, self.T, self.clip_norm = cfg, batch_size, seq_len, clip_norm
-        self.model = from_params(params, cfg)
+        self.model = model
         self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
         self.ids = torch.from_numpy(np.asarray(train_ids).astype(np.int64))
         stream_len = (len(train_ids) - 1) // batch_size
@@ -67,9 +79,7 @@ class TorchTrainer:
     def train_step(self):
         """One step: batch gather, forward, loss, backward, clip, Adam; returns the loss."""
         idx = self.base + self.window * self.T
-        x, y = self.ids[idx], self.ids[idx + 1]
-        logits, state = self.model(x, self.state)
-        loss = F.cross_entropy(logits.reshape(-1, self.cfg.vocab_size), y.reshape(-1))
+        loss, state = self.model.loss(self.ids[idx], self.ids[idx + 1], self.state)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
@@ -126,12 +136,10 @@ class TorchLargeVocabLM(torch.nn.Module):
 
     def __init__(self, cfg, dropout=0.0, softmax="full", cutoffs=(), div_value=4.0):
         super().__init__()
-        kinds = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
-        extra = {"nonlinearity": cfg.activation} if cfg.cell == "rnn" else {}
         V, H = cfg.vocab_size, cfg.hidden
         self.V, self.H, self.softmax = V, H, softmax
         self.embed = torch.nn.Embedding(V, cfg.embed)
-        self.rnn = kinds[cfg.cell](cfg.embed, H, cfg.layers, dropout=dropout, **extra)
+        self.rnn = recurrent(cfg, cfg.embed, dropout=dropout)
         self.drop = torch.nn.Dropout(dropout)
         if softmax == "adaptive":
             asm = torch.nn.AdaptiveLogSoftmaxWithLoss(H, V, list(cutoffs), div_value)
@@ -163,31 +171,7 @@ class TorchLargeVocabLM(torch.nn.Module):
 
 
 class TorchLargeVocabTrainer(TorchTrainer):
-    """Stateful TBPTT for TorchLargeVocabLM with PyTorch's own initialisation (what a user of
-    the tutorials gets), Adam, global-norm clipping."""
-
-    def __init__(self, model, cfg, train_ids, batch_size, seq_len, lr=4e-3, clip_norm=5.0):
-        self.cfg, self.B, self.T, self.clip_norm = cfg, batch_size, seq_len, clip_norm
-        self.model = model
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
-        self.ids = torch.from_numpy(np.asarray(train_ids).astype(np.int64))
-        stream_len = (len(train_ids) - 1) // batch_size
-        self.windows = stream_len // seq_len
-        base = np.arange(batch_size)[None, :] * stream_len + np.arange(seq_len)[:, None]
-        self.base = torch.from_numpy(base.astype(np.int64))
-        self.window = 0
-        self.state = zero_state(cfg, batch_size)
-
-    def train_step(self):
-        idx = self.base + self.window * self.T
-        loss, state = self.model.loss(self.ids[idx], self.ids[idx + 1], self.state)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
-        self.opt.step()
-        self.state = detach(state)
-        self.window = (self.window + 1) % self.windows
-        return loss.item()
+    """TorchTrainer for TorchLargeVocabLM, which also scores validation like charlm."""
 
     @torch.no_grad()
     def validate(self, ids, chunk_len=256):

@@ -389,8 +389,8 @@ def bench_config(name, cell, corpus, train_ids, val_ids, plans, torch, ref, work
 
     train_b = None
     if torch is not None:
-        tt = ref.TorchTrainer(trainer.params, trainer.mcfg, train_ids, B, T, lr=tcfg.lr,
-                              clip_norm=tcfg.clip_norm)
+        tt = ref.TorchTrainer(ref.from_params(trainer.params, trainer.mcfg), trainer.mcfg,
+                              train_ids, B, T, lr=tcfg.lr, clip_norm=tcfg.clip_norm)
 
         def train_b():
             losses_b.append(tt.train_step())

@@ -67,10 +67,10 @@ def run_charlm(corpus, budget, workdir):
 def run_torch(corpus, budget, info):
     """The same model size, optimizer, schedule, batch and budget in PyTorch."""
     import torch
-    from _torch_ref import TorchTrainer
+    from _torch_ref import TorchTrainer, from_params
 
     from charlm.data import text as data
-    from charlm.nn import inference, model, optim
+    from charlm.nn import inference, model
     from charlm.nn.model import ModelConfig
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -80,8 +80,8 @@ def run_torch(corpus, budget, info):
     read = data.read_corpus([corpus])
     train_ids, val_ids = data.split_train_val(read.ids, t["val_frac"])
     _, params = model.init_params(cfg, np.random.default_rng(t["seed"]))
-    trainer = TorchTrainer(params, cfg, train_ids, t["batch_size"], t["seq_len"], lr=t["lr"],
-                           clip_norm=t["clip_norm"])
+    trainer = TorchTrainer(from_params(params, cfg), cfg, train_ids, t["batch_size"],
+                           t["seq_len"], lr=t["lr"], clip_norm=t["clip_norm"])
     if m["dropout"]:
         trainer.model.rnn.dropout = m["dropout"]
 
@@ -90,8 +90,18 @@ def run_torch(corpus, budget, info):
         nll, count = inference.score_ids(trained, cfg, val_ids, streams=streams)
         return nll / count
 
-    curve, trained_for, next_eval = [], 0.0, CURVE_EVERY
     trainer.model.train()
+    curve = train_for(trainer, t, budget, CURVE_EVERY, lambda: validate(16))
+    return curve, validate(1), validate(16)
+
+
+def train_for(trainer, t, budget, every, validate, at_end=False):
+    """Train for `budget` seconds of the trainer's own steps under charlm's learning-rate
+    schedule (t: the run's train section); [(seconds, validate())] every `every` seconds (and
+    at the end with at_end), validation not counted."""
+    from charlm.nn import optim
+
+    curve, trained_for, next_eval = [], 0.0, every
     while trained_for < budget:
         factor = optim.schedule_factor(t["lr_schedule"], trained_for / budget, t["warmup"])
         for group in trainer.opt.param_groups:
@@ -99,10 +109,10 @@ def run_torch(corpus, budget, info):
         started = time.perf_counter()
         trainer.train_step()
         trained_for += time.perf_counter() - started
-        if trained_for >= next_eval:
-            curve.append((trained_for, validate(16)))
-            next_eval += CURVE_EVERY
-    return curve, validate(1), validate(16)
+        if trained_for >= next_eval or (at_end and trained_for >= budget):
+            curve.append((trained_for, validate()))
+            next_eval += every
+    return curve
 
 
 def run_torch_large_vocab(corpus, budget, info, evals=None):
@@ -113,7 +123,6 @@ def run_torch_large_vocab(corpus, budget, info, evals=None):
     from _torch_ref import TorchLargeVocabLM, TorchLargeVocabTrainer
 
     from charlm.data import text as data
-    from charlm.nn import optim
     from charlm.nn.model import ModelConfig
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -127,17 +136,8 @@ def run_torch_large_vocab(corpus, budget, info, evals=None):
     model = TorchLargeVocabLM(cfg, dropout=m["dropout"])
     trainer = TorchLargeVocabTrainer(model, cfg, train_ids, t["batch_size"], t["seq_len"],
                                      lr=t["lr"], clip_norm=t["clip_norm"])
-    curve, trained_for, next_eval = [], 0.0, budget / evals
-    while trained_for < budget:
-        factor = optim.schedule_factor(t["lr_schedule"], trained_for / budget, t["warmup"])
-        for group in trainer.opt.param_groups:
-            group["lr"] = t["lr"] * factor
-        started = time.perf_counter()
-        trainer.train_step()
-        trained_for += time.perf_counter() - started
-        if trained_for >= next_eval or trained_for >= budget:
-            curve.append((trained_for, trainer.validate(val_ids)))
-            next_eval += budget / evals
+    curve = train_for(trainer, t, budget, budget / evals, lambda: trainer.validate(val_ids),
+                      at_end=True)
     return curve, min(v for _, v in curve), curve[-1][1]
 
 

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from charlm.cli import main
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SHARED_CORPUS = SHARED / "corpora" / "tinyshakespeare.txt"
 
@@ -12,6 +14,14 @@ SMALL_TEXT = (
     "A stitch in time saves nine; a rolling stone gathers no moss.\n"
     "Every cloud has a silver lining, and every dog has its day.\n"
 ) * 20
+
+
+def run(capfd, *args):
+    """charlm ARGS in-process -> (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    out, err = capfd.readouterr()
+    return exit_info.value.code, out, err
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import run
 
 from charlm import lm
 from charlm.cli import main
@@ -16,13 +17,6 @@ from charlm.nn import dynamic, model
 from charlm.nn.inference import position_log_probs, score_ids
 
 TINY = ("--hidden", "16", "--layers", "2", "--batch-size", "4", "--seq-len", "16", "--quiet")
-
-
-def run(capfd, *args):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out, err = capfd.readouterr()
-    return exit_info.value.code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -10,19 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run
 
-from charlm.cli import main
 from charlm.io import checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def run(capfd, *args):
-    """charlm ARGS in-process -> (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out, err = capfd.readouterr()
-    return exit_info.value.code, out, err
 
 
 def assert_one_line_error(err, code, expected_code, *fragments):

@@ -17,8 +17,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from charlm.cli import main
+from conftest import run
 
 FIXTURES = Path(__file__).parent / "data" / "format1"
 NATS = {"gru": 3.433416319685504, "lstm": 3.468193011385425, "rnn": 3.509804261392197,
@@ -28,13 +27,6 @@ SAMPLES = {"gru": "The ,ask,ghAq.fjglqybnob\nzbcvlhr pe,nxTmbqpT",
            "rnn": "The ,atl.giAr.fjglrybopc\nyccwmis",
            "ngram": "The lazy dog.\nA stone ga x fshes ning, and e"}
 LSTM_RESUMED_TO_18 = 3.451519622139074
-
-
-def run(capfd, *args):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out, err = capfd.readouterr()
-    return exit_info.value.code, out, err
 
 
 @pytest.mark.parametrize("kind", sorted(NATS))

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run
 
 from charlm import fs
-from charlm.cli import main
 from charlm.data import text as data
 from charlm.io import checkpoint, npz
 from charlm.nn import loss, model
@@ -34,14 +34,6 @@ from charlm.train.trainer import Trainer
 REPO = Path(__file__).resolve().parents[1]
 TINY = ("--hidden", "8", "--layers", "1", "--batch-size", "2", "--seq-len", "8", "--quiet")
 ENV = dict(os.environ, PYTHONUNBUFFERED="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-
-
-def run(capfd, *args):
-    """charlm ARGS in-process -> (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out, err = capfd.readouterr()
-    return exit_info.value.code, out, err
 
 
 def charlm_process(*args, timeout=60, **kwargs):

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import run
 from test_checkpoint import mutate
 
 from charlm import lm
@@ -16,13 +17,6 @@ from charlm.io import checkpoint, mixture_file, npz
 from charlm.lm import mixture
 
 TINY = ("--hidden", "8", "--layers", "1", "--batch-size", "2", "--seq-len", "8", "--quiet")
-
-
-def run(capfd, *args):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out, err = capfd.readouterr()
-    return exit_info.value.code, out, err
 
 
 @pytest.fixture(scope="module")

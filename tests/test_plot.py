@@ -5,19 +5,12 @@ import json
 import xml.etree.ElementTree as ET
 
 import pytest
+from conftest import run
 
 from charlm.chart import Chart, Series, braille, png, svg, ticks
-from charlm.cli import main
 from charlm.train.metrics import read_run
 
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-def run(capfd, *args):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out, err = capfd.readouterr()
-    return exit_info.value.code, out, err
 
 
 def write_run(directory, losses, extra_lines=()):

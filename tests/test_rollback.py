@@ -8,8 +8,8 @@ import re
 
 import numpy as np
 import pytest
+from conftest import run
 
-from charlm.cli import main
 from charlm.data import text as data
 from charlm.io import checkpoint
 from charlm.train.config import TrainConfig
@@ -19,13 +19,6 @@ from charlm.train.trainer import Trainer
 DIVERGING = ("--cell", "rnn", "--activation", "relu", "--hidden", "16", "--layers", "1",
              "--batch-size", "4", "--seq-len", "16", "--lr", "1", "--eval-every", "10",
              "--quiet")
-
-
-def run(capfd, *args):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out, err = capfd.readouterr()
-    return exit_info.value.code, out, err
 
 
 def records(out, event=None):
