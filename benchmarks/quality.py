@@ -64,6 +64,41 @@ def run_charlm(corpus, budget, workdir):
     return curve, final, out / "best.npz", info, wall
 
 
+def run_columns(run_dir, corpus, streams=1):
+    """What one run gives a user beyond best.npz (charlm.train.mixture, charlm.lm.adapt), on
+    validation with the default settings: its n-gram (ngram.npz), the model and the mixture
+    (mix.npz), the model with --adapt (gradient RMS from the training split) and the mixture
+    with --adapt (the RMS stored in mix.npz)."""
+    def nats(checkpoint, *extra):
+        return charlm_json("eval", "perplexity", run_dir / checkpoint, "--corpus", corpus,
+                           "--split", "val", "--streams", streams, "--json",
+                           *extra)["nats_per_char"]
+
+    started = time.perf_counter()
+    columns = {"ngram": nats("ngram.npz"), "mix": nats("mix.npz"),
+               "adapt": nats("best.npz", "--adapt"), "both": nats("mix.npz", "--adapt")}
+    print(f"  n-gram {columns['ngram']:.4f}, mixture {columns['mix']:.4f}, adapted "
+          f"{columns['adapt']:.4f}, both {columns['both']:.4f} ({streams} stream(s), "
+          f"{time.perf_counter() - started:.0f} s to score)", flush=True)
+    return columns
+
+
+MIX_HEADER = ("| budget | run's n-gram | model | model + n-gram | model --adapt | "
+              "both |\n|---:|---:|---:|---:|---:|---:|")
+
+
+def mix_lines(rows):
+    """The issue's table of what a run gives: the model alone, its n-gram, their mixture,
+    the adapted model and the adapted mixture; the best of each row in bold."""
+    lines = [MIX_HEADER]
+    for r in rows:
+        figures = [r["ngram_run"], r["charlm"], r["mix"], r["adapt"], r["both"]]
+        best = min(figures)
+        cells = [f"**{v:.4f}**" if v == best else f"{v:.4f}" for v in figures]
+        lines.append(f"| {r['budget']:g} s | " + " | ".join(cells) + " |")
+    return lines
+
+
 def run_torch(corpus, budget, info):
     """The same model size, optimizer, schedule, batch and budget in PyTorch."""
     import torch
@@ -246,6 +281,7 @@ def main():
             samples[budget] = sample_text(ckpt)
             row = {"budget": budget, "charlm": final, "size": size, "wall": wall,
                    "steps": info["step"], "ngram": ngram}
+            row.update(renamed(run_columns(ckpt.parent, args.corpus)))
             print(f"{budget:g} s: charlm {final:.4f} ({size}, {info['step']} steps, "
                   f"{wall:.0f} s wall)", flush=True)
             if have_torch and budget <= args.torch_max_budget:
@@ -276,6 +312,8 @@ def main_large_vocab(args, budgets, have_torch):
             samples[budget] = sample_text(ckpt, 200, prime="")
             row = {"budget": budget, "charlm": final, "size": size, "steps": info["step"],
                    "ngram": ngram, "order": order}
+            streams = 1 if info["data"]["val_chars"] < 100_000 else 16
+            row.update(renamed(run_columns(ckpt.parent, args.corpus, streams)), streams=streams)
             print(f"{budget:g} s: charlm {final:.4f} ({size}, {info['step']} steps, "
                   f"{wall:.0f} s wall)", flush=True)
             if have_torch and budget <= args.torch_max_budget:
@@ -307,12 +345,24 @@ def main_large_vocab(args, budgets, have_torch):
         torch_cell = f"{r['torch']:.4f} / {r['torch_last']:.4f}" if "torch" in r else "-"
         lines.append(f"| {r['budget']:g} s | {r['charlm']:.4f} | {r['size']} | {r['steps']:,} | "
                      f"{torch_cell} | {r['ngram']:.4f} ({r['order']}-gram) |")
-    lines += ["", f"![learning curves](quality-{name}.svg)", ""]
+    streams = sorted({r["streams"] for r in rows})
+    lines += ["", "What each run leaves a user beyond best.npz: its own n-gram (`ngram.npz`, "
+              "order chosen on the training split), "
+              "the model, their mixture (`mix.npz`), the model with `--adapt` and the mixture "
+              f"with `--adapt`, default settings, {' or '.join(map(str, streams))} "
+              "stream(s) (16 on a validation split of 100,000 characters or more, to keep "
+              "`--adapt`'s one pass per stream within minutes):", "", *mix_lines(rows),
+              "", f"![learning curves](quality-{name}.svg)", ""]
     for budget, text in samples.items():
         lines += [f"## 200 characters from the {budget:g} s model (seed 1)", "", "```",
                   text.rstrip("\n"), "```", ""]
     (REPO / "benchmarks" / f"QUALITY-{name}.md").write_text("\n".join(lines))
     print(f"wrote benchmarks/QUALITY-{name}.md")
+
+
+def renamed(columns):
+    """run_columns's n-gram is the run's own (order chosen on the training split)."""
+    return {("ngram_run" if k == "ngram" else k): v for k, v in columns.items()}
 
 
 def describe(info):
@@ -356,7 +406,10 @@ def write_markdown(rows, samples, corpus, have_torch):
               "", "Anchors on the same split (from the project's research, same kind of machine): "
               "PyTorch LSTM 2x256, batch 32, unroll 64, Adam 2e-3: 1.80 at 120 s, 1.573 at 300 s; "
               "nanoGPT's CPU baby GPT: 1.905 after 101 s, 1.646 at 300 s.", "",
-              "![learning curves](quality.svg)", ""]
+              "What each run leaves a user beyond best.npz: its own n-gram (`ngram.npz`, order "
+              "chosen on the training split), the model, their mixture (`mix.npz`), the model "
+              "with `--adapt` and the mixture with `--adapt` (default settings, one stream):",
+              "", *mix_lines(rows), "", "![learning curves](quality.svg)", ""]
     if samples:
         budget = max(samples)
         lines += [f"## A 500-character sample from the {budget:g} s model", "", "```",
