@@ -93,6 +93,7 @@ def test_a_text_passed_over_more_than_enough_times_stops_after_enough_passes():
     assert many.passes == autosize.ENOUGH_PASSES
     assert "stops after them" in many.reason
     assert many.predicted_chars == autosize.ENOUGH_PASSES * 36_000
+    assert many.budget_passes > autosize.ENOUGH_PASSES         # what the budget would allow
     few = autosize.choose("lstm", 65, 10_000_000, 600, 32, 64, fake_timer())
     assert few.passes == 0 and "stops after" not in few.reason
 

@@ -3,6 +3,7 @@ softmax, frequency-ranked ids, the checkpoint's schema for them, and every comma
 model."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -183,3 +184,30 @@ def test_the_output_layer_starts_at_the_measured_scale(vocab, softmax, bound):
     _, params = init_params(cfg, np.random.default_rng(0))
     w = params["head.weight"]
     assert bound * 0.99 < np.abs(w).max() <= bound
+
+
+@pytest.mark.parametrize("given, budget_passes, larger", [
+    ({}, 60.0, True),                               # time to spare: a larger shortlist
+    ({}, 40.0, False),                              # not twice the passes: the usual one
+    ({"cutoffs": "300,900"}, 60.0, False),          # the user's cutoffs stay
+])
+def test_a_run_with_time_to_spare_gets_a_larger_shortlist(zh_corpus, tmp_path, monkeypatch,
+                                                          given, budget_passes, larger):
+    from charlm.train import autosize, largevocab, session
+    corpus = data.read_corpus([zh_corpus])
+
+    def choose(*args, **kwargs):
+        return autosize.Choice(2, 16, 0.5, "chosen", 24 * 30_000, 24, budget_passes)
+    monkeypatch.setattr(session.autosize, "choose", choose)
+    plan = session.plan(corpus, [zh_corpus], given, {"time_budget": 60.0}, out=tmp_path / "r")
+    usual = plan.tcfg.cutoffs
+    tcfg, choice = session._auto_size(plan)
+    assert tcfg.epochs == 24
+    if not larger:
+        assert tcfg.cutoffs == usual and "shortlist" not in choice.reason
+        return
+    memorising = largevocab.with_cutoffs(replace(tcfg, cutoffs=""), plan.train_ids,
+                                         corpus.vocab.size, largevocab.MEMORISING_SHARES)
+    assert tcfg.cutoffs == memorising.cutoffs != usual
+    assert int(tcfg.cutoffs.split(",")[0]) > int(usual.split(",")[0])
+    assert f"larger shortlist (cutoffs {tcfg.cutoffs}" in choice.reason

@@ -25,7 +25,9 @@ too small stops improving early; size matters more than anything else. The rule:
    before: the run stops after ENOUGH_PASSES passes, with the learning-rate schedule laid over
    them, so that the rate has decayed by the time the model starts to memorise (zh-tang-song,
    2x128 GRU, dropout 0.5, the schedule over 12 / 24 / 48 passes: best validation 4.927 /
-   4.894 / 4.915 nats, and over a 120 s budget's ~130 passes 4.987).
+   4.894 / 4.915 nats, and over a 120 s budget's ~130 passes 4.987). When the budget covers
+   twice those passes, time does not limit the run, and an adaptive softmax whose cutoffs
+   charlm chooses gets a larger shortlist (charlm.train.largevocab.MEMORISING_SHARES).
 """
 
 import time
@@ -101,6 +103,7 @@ class Choice(NamedTuple):
     reason: str                 # the line the user reads
     predicted_chars: int        # training characters the run should see
     passes: float = 0.0         # stop after this many passes over the text; 0 = the budget
+    budget_passes: float = 0.0  # with passes: how many the budget would have allowed
 
 
 def choose(cell, vocab_size, train_chars, budget, batch_size, seq_len, time_step, embed=0,
@@ -150,7 +153,7 @@ def choose(cell, vocab_size, train_chars, budget, batch_size, seq_len, time_step
     reason += (f"; {ENOUGH_PASSES} passes learn this text by heart, so the run stops after them "
                f"(about {seconds:.0f} s of training)")
     return Choice(layers, hidden, dropout, reason, int(ENOUGH_PASSES * train_chars),
-                  ENOUGH_PASSES)
+                  ENOUGH_PASSES, epochs)
 
 
 def _reason(cell, budget, best, epochs, dropout, fitted, train_chars, embed):

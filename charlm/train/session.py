@@ -35,6 +35,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)   # warnings for the user
     chosen: list[str] = field(default_factory=list)  # settings charlm chose, and why
     base: checkpoint.Loaded | None = None  # the trained model a fine-tuning run starts from
+    auto_cutoffs: bool = False        # the adaptive softmax's cutoffs are charlm's to choose
 
     @property
     def data_info(self):
@@ -87,7 +88,10 @@ def plan(corpus, corpus_paths, given, limits, out=None, resume=None, init_from=N
     steps_per_epoch(len(train_ids), tcfg.batch_size, tcfg.seq_len)   # fail before touching out
     auto = (resume is None and base is None and bool(tcfg.time_budget)
             and not set(SIZE_OPTIONS) & given.keys())
-    return Plan(tcfg, corpus, train_ids, val_ids, Path(out), loaded, auto, notes, chosen, base)
+    auto_cutoffs = tcfg.softmax == output.ADAPTIVE and "cutoffs" not in given and loaded is None \
+        and base is None
+    return Plan(tcfg, corpus, train_ids, val_ids, Path(out), loaded, auto, notes, chosen, base,
+                auto_cutoffs)
 
 
 def _resumable(resume):
@@ -191,4 +195,8 @@ def _auto_size(plan):
     tcfg = replace(tcfg, layers=choice.layers, hidden=choice.hidden, dropout=choice.dropout)
     if choice.passes and not (tcfg.epochs or tcfg.steps):
         tcfg = replace(tcfg, epochs=choice.passes)
+        # the budget covers twice the passes: a larger shortlist, ~25% slower, still fits
+        if plan.auto_cutoffs and choice.budget_passes >= 2 * choice.passes:
+            tcfg, why = largevocab.memorising_cutoffs(tcfg, plan.train_ids, vocab.size)
+            choice = choice._replace(reason=choice.reason + why)
     return tcfg, choice
