@@ -149,7 +149,7 @@ def test_float32_stays_float32():
 @pytest.mark.parametrize("cell,activation", CASES)
 def test_one_stream_inference_is_the_same_for_either_weight_order(cell, activation):
     # At one stream the folded W_hh is column-major for small models and row-major from
-    # inference.GEMV_THREADED_SIZE up; the GEMV follows the order, the numbers must not.
+    # layout.GEMV_THREADED_SIZE up; the GEMV follows the order, the numbers must not.
     rng = np.random.default_rng(6)
     cfg, flat, params = _random_model(cell, activation, 2, rng)
     x = rng.integers(0, cfg.vocab_size, (6, 1))

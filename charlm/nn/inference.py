@@ -18,11 +18,10 @@ import math
 import numpy as np
 
 from charlm.nn import output, resets
+from charlm.nn.layout import one_stream_order
 from charlm.nn.model import initial_state, rows_of, transposed
 from charlm.nn.projection import fold_input_weights, input_columns, project
 from charlm.nn.workspace import FRESH, Workspace
-
-GEMV_THREADED_SIZE = 460_800    # OpenBLAS runs a float32 GEMV of this many weights on all threads
 
 
 def fold_for_inference(params, cfg, batch):
@@ -35,13 +34,10 @@ def fold_for_inference(params, cfg, batch):
 
 
 def _recurrent_for_inference(cell, w_hh, batch):
-    """The folded W_hh, stored column-major for the cells' one-stream GEMV h @ W^T while the
-    BLAS would run that GEMV on one thread: there the column-major kernel is up to 30% faster
-    (LSTM, H 128-320); from GEMV_THREADED_SIZE up, the row-major one is as fast or faster."""
+    """The folded W_hh, in the memory order of the one-stream GEMV at one stream
+    (charlm.nn.layout.one_stream_order)."""
     w = cell.fold_recurrent(w_hh)
-    if batch == 1 and w.size < GEMV_THREADED_SIZE:
-        w = np.asfortranarray(w)
-    return w
+    return one_stream_order(w) if batch == 1 else w
 
 
 def infer(params, cfg, x, state, ws=FRESH, folded=None, keep=None):

@@ -137,12 +137,13 @@ def transposed(state):
 
 
 def loss_and_grads(params, cfg, x, y, state, grads, dropout_rng=None, dstate=None, ws=FRESH,
-                   keep=None):
+                   keep=None, log_probs=None):
     """One chunk of truncated BPTT: x, y (T, B) inputs and targets. Writes the gradient of the
     mean nats into grads; returns (summed nats, final state, gradient of the initial state).
-    keep: where the state restarts, as in forward."""
+    keep: where the state restarts, as in forward. log_probs: None, or a (T * B,) float64
+    array to receive log p of each target (charlm.nn.output.loss)."""
     top, new_state, cache = forward(params, cfg, x, state, dropout_rng, ws, keep)
-    nll_sum, out_cache = output.loss(params, cfg, top, y.reshape(-1), ws)
+    nll_sum, out_cache = output.loss(params, cfg, top, y.reshape(-1), ws, log_probs)
     d_top = output.backward(params, cfg, out_cache, grads, x.shape, ws)
     dstate0 = backward(params, cfg, d_top, cache, grads, dstate, ws)
     return nll_sum, new_state, dstate0
@@ -167,8 +168,11 @@ def forward(params, cfg, x, state, dropout_rng=None, ws=FRESH, keep=None):
     layer_caches, new_state = [], []
     for k, layer_state in enumerate(transposed(state)):
         layer_ws = ws.scope(k)                             # the layer's cache, kept for backward
-        folded = fold_input_weights(cell, params, k, B, ws, by_id=inp is None)
-        xs = project(*folded, x, inp, ws)                  # shared by the layers
+        # layer 0 by id from one table, as scoring reads it, where it is at one stream (B = 1:
+        # the forward dynamic evaluation scores with must give the scores' numbers)
+        by_id = k == 0 and (inp is None or B == 1)
+        folded = fold_input_weights(cell, params, k, B, ws, by_id=by_id)
+        xs = project(*folded, x, None if by_id else inp, ws)    # shared by the layers
         w_hh, b_hh = params[f"rnn.weight_hh_l{k}"], params[f"rnn.bias_hh_l{k}"]
         hs, final, cell_cache = cell.forward(xs, layer_state, w_hh, b_hh, cfg.activation,
                                              layer_ws, keep)
