@@ -20,7 +20,7 @@ import numpy as np
 from charlm.nn import output, resets
 from charlm.nn.layout import one_stream_order
 from charlm.nn.model import initial_state, rows_of, transposed
-from charlm.nn.projection import fold_input_weights, input_columns, project
+from charlm.nn.projection import embedded, fold_input_weights, input_columns, project
 from charlm.nn.workspace import FRESH, Workspace
 
 
@@ -28,9 +28,17 @@ def fold_for_inference(params, cfg, batch):
     """Per layer, the weights infer uses, folded once for a whole text instead of per chunk:
     (input weights, input bias, folded W_hh, b_hh). batch: the streams infer will be given."""
     cell = cfg.cell_module
-    return [(*fold_input_weights(cell, params, k, batch),
+    return [(*fold_input_weights(cell, params, k, batch, by_id=_by_id(cfg, batch)),
              _recurrent_for_inference(cell, params[f"rnn.weight_hh_l{k}"], batch),
              params[f"rnn.bias_hh_l{k}"]) for k in range(cfg.layers)]
+
+
+def _by_id(cfg, batch):
+    """Whether layer 0 reads its folded input from one (V, G*H) table by id: always, except
+    an embedding at one stream, which multiplies the embedded rows as training does. There
+    the forward of dynamic evaluation, remade per segment, would need the whole table per
+    segment; this way it gives infer's numbers bit for bit at the cost of one small GEMM."""
+    return not (cfg.embed and batch == 1)
 
 
 def _recurrent_for_inference(cell, w_hh, batch):
@@ -53,7 +61,8 @@ def infer(params, cfg, x, state, ws=FRESH, folded=None, keep=None):
     T, B = x.shape
     if folded is None:
         folded = fold_for_inference(params, cfg, B)
-    inp, new_state = None, []
+    inp = None if _by_id(cfg, B) else embedded(params, x, ws)
+    new_state = []
     for layer_state, (w_in, b_in, w_hh, b_hh) in zip(transposed(state), folded):
         xs = project(w_in, b_in, x, inp, ws)
         inp, final = cell.infer(xs, layer_state, w_hh, b_hh, cfg.activation, ws, keep)

@@ -168,11 +168,8 @@ def forward(params, cfg, x, state, dropout_rng=None, ws=FRESH, keep=None):
     layer_caches, new_state = [], []
     for k, layer_state in enumerate(transposed(state)):
         layer_ws = ws.scope(k)                             # the layer's cache, kept for backward
-        # layer 0 by id from one table, as scoring reads it, where it is at one stream (B = 1:
-        # the forward dynamic evaluation scores with must give the scores' numbers)
-        by_id = k == 0 and (inp is None or B == 1)
-        folded = fold_input_weights(cell, params, k, B, ws, by_id=by_id)
-        xs = project(*folded, x, None if by_id else inp, ws)    # shared by the layers
+        folded = fold_input_weights(cell, params, k, B, ws, by_id=inp is None)
+        xs = project(*folded, x, inp, ws)                  # shared by the layers
         w_hh, b_hh = params[f"rnn.weight_hh_l{k}"], params[f"rnn.bias_hh_l{k}"]
         hs, final, cell_cache = cell.forward(xs, layer_state, w_hh, b_hh, cfg.activation,
                                              layer_ws, keep)

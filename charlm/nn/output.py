@@ -54,9 +54,7 @@ def loss(params, cfg, top, targets, ws=FRESH, log_probs=None):
     array to receive target_log_probs' numbers, bit for bit (dynamic evaluation scores and
     learns from one forward)."""
     if cfg.softmax == ADAPTIVE:
-        if log_probs is not None:
-            log_probs[...] = adaptive.target_log_probs(params, top.T, targets, cfg.cutoffs)
-        nll_sum, cache = adaptive.loss_forward(params, top.T, targets, cfg.cutoffs)
+        nll_sum, cache = adaptive.loss_forward(params, top.T, targets, cfg.cutoffs, log_probs)
         return nll_sum, (top, cache)
     nll_sum, dlogits = softmax_loss.cross_entropy(_logits(params, top, ws), targets,
                                                   log_probs=log_probs)
