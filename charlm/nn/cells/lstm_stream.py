@@ -86,49 +86,53 @@ def forward(xs, state, w_scaled, scale, w_hh, ws=FRESH, keep=None):
 
 
 def backward(dhs, dstate, cache, ws=FRESH):
-    """lstm.backward at B = 1, for forward's cache; the same returns, da (T, 4H, 1) twice."""
+    """lstm.backward at B = 1, for forward's cache; the same returns, da (T, 4H, 1) twice.
+
+    Each gate's gradient is dh_t or dc_t times a factor that does not depend on them: the
+    factors are formed for the whole chunk at once ((T, 4H) stays in cache at one stream),
+    leaving seven calls per step where lstm.backward's per-step blocks take twenty-one.
+    """
     h0, c0, acts, cs, tanh_cs, w_hh, keep = cache
     T, H = cs.shape
     dt = cs.dtype
     da = ws.empty("da", (T, 4 * H, 1), dt)
     d = da.reshape(T, 4 * H)
-    c_prevs = ws.empty("c_prevs", (T, H), dt)                 # the c that entered each step
-    c_prevs[0] = c0
-    c_prevs[1:] = cs[:-1]
-    if keep is not None:
-        c_prevs *= keep.reshape(T, 1)
+    i, f, g, o = (acts[:, k * H:(k + 1) * H] for k in range(4))
+    factors = ws.empty("factors", (T, 5, H), dt)              # of dc: a_i, a_f, a_g; of dh
+    for_i, for_f, for_g, for_c, for_o = (factors[:, k] for k in range(5))
+    np.subtract(1, i, out=for_i)                              # a_i: dc i (1 - i) g
+    for_i *= i
+    for_i *= g
+    for_f[0] = c0.reshape(H)                                  # a_f: dc f (1 - f) c_prev
+    for_f[1:] = cs[:-1]
+    if keep is not None:                                      # the c that entered each step
+        for_f *= keep.reshape(T, 1)
+    for_f *= f
+    np.subtract(1, f, out=for_g)
+    for_f *= for_g
+    np.multiply(g, g, out=for_g)                              # a_g: dc i (1 - g^2)
+    np.subtract(1, for_g, out=for_g)
+    for_g *= i
+    np.multiply(tanh_cs, tanh_cs, out=for_c)                  # dc += dh o (1 - tanh(c)^2)
+    np.subtract(1, for_c, out=for_c)
+    for_c *= o
+    np.subtract(1, o, out=for_o)                              # a_o: dh o (1 - o) tanh(c)
+    for_o *= o
+    for_o *= tanh_cs
     keeps = np.ones(T) if keep is None else keep.reshape(T)
     dh_rec, dc = (s.reshape(H).copy() for s in dstate)
-    dh, tmp, od = np.empty(H, dt), np.empty(H, dt), np.empty(H, dt)
-    one = dt.type(1)
-    add, subtract, multiply, dot = np.add, np.subtract, np.multiply, np.dot
+    dh, tmp = np.empty(H, dt), np.empty(H, dt)
+    add, multiply, dot = np.add, np.multiply, np.dot
     back = slice(None, None, -1)
-    # lstm.backward's factors and shared products, one call each on (H,) vectors
-    for dh_out, i, f, g, o, tanh_c, c_prev, d_t, da_i, da_f, da_g, da_o, k in zip(
-            dhs.reshape(T, H)[back], acts[back, :H], acts[back, H:2 * H],
-            acts[back, 2 * H:3 * H], acts[back, 3 * H:], tanh_cs[back], c_prevs[back],
-            d[back], d[back, :H], d[back, H:2 * H], d[back, 2 * H:3 * H], d[back, 3 * H:],
-            keeps[back]):
+    for dh_out, f_ifg, f_c, f_o, f_t, d_t, da_ifg, da_o, k in zip(
+            dhs.reshape(T, H)[back], factors[back, :3], for_c[back], for_o[back], f[back],
+            d[back], d.reshape(T, 4, H)[back, :3], d[back, 3 * H:], keeps[back]):
         add(dh_out, dh_rec, dh)
-        multiply(o, dh, od)
-        multiply(tanh_c, tanh_c, tmp)                         # dc += dh o (1 - tanh(c)^2)
-        subtract(one, tmp, tmp)
-        multiply(tmp, od, tmp)
+        multiply(dh, f_c, tmp)
         add(dc, tmp, dc)
-        subtract(one, o, da_o)                                # a_o: dh o (1 - o) tanh(c)
-        multiply(da_o, tanh_c, da_o)
-        multiply(da_o, od, da_o)
-        multiply(i, dc, tmp)                                  # i dc, shared by a_i and a_g
-        multiply(g, g, da_g)                                  # a_g: i dc (1 - g^2)
-        subtract(one, da_g, da_g)
-        multiply(da_g, tmp, da_g)
-        subtract(one, i, da_i)                                # a_i: i dc (1 - i) g
-        multiply(da_i, g, da_i)
-        multiply(da_i, tmp, da_i)
-        multiply(dc, f, dc)                                   # f dc: a_f's factor, dc_{t-1}
-        subtract(one, f, da_f)                                # a_f: f dc (1 - f) c_prev
-        multiply(da_f, c_prev, da_f)
-        multiply(da_f, dc, da_f)
+        multiply(dh, f_o, da_o)
+        multiply(f_ifg, dc, da_ifg)                           # (3, H) by (H,): a_i, a_f, a_g
+        multiply(dc, f_t, dc)                                 # dc_{t-1} = f dc_t
         dot(d_t, w_hh, dh_rec)                                # W_hh^T d_t
         if not k:                                             # a restart passes nothing back
             dh_rec[...] = 0
