@@ -2,7 +2,7 @@
 
 For each time budget, on the same 90/10 tail split:
   * charlm: `charlm train CORPUS --time-budget B` with no other options (a subprocess, exactly
-    what a user runs), validated every 30 s;
+    what a user runs; its own validations, on its default schedule, give the learning curve);
   * PyTorch: the cell and size charlm chose, with the same optimizer (Adam, same rate, the
     same warm-up + cosine schedule laid over the budget), batch, unroll and clipping, trained for
     the same wall-clock budget (skipped when torch is absent);
@@ -51,8 +51,8 @@ def run_charlm(corpus, budget, workdir):
     """Train with defaults; returns (curve [(seconds, val)], final val, checkpoint, config)."""
     out = workdir / f"charlm-{budget}"
     started = time.perf_counter()
-    args = ["train", corpus, "--time-budget", budget, "--out", out, "--eval-seconds", CURVE_EVERY,
-            "--quiet", "--force"]
+    # no --eval-seconds: a validation of a long split is seconds of the user's budget
+    args = ["train", corpus, "--time-budget", budget, "--out", out, "--quiet", "--force"]
     subprocess.run([*CHARLM, *map(str, args)], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wall = time.perf_counter() - started
@@ -62,6 +62,41 @@ def run_charlm(corpus, budget, workdir):
                         "val", "--streams", "1", "--json")["nats_per_char"]
     info = charlm_json("info", out / "best.npz", "--json")
     return curve, final, out / "best.npz", info, wall
+
+
+def run_columns(run_dir, corpus, streams=1):
+    """What one run gives a user beyond best.npz (charlm.train.mixture, charlm.lm.adapt), on
+    validation with the default settings: its n-gram (ngram.npz), the model and the mixture
+    (mix.npz), the model with --adapt (gradient RMS from the training split) and the mixture
+    with --adapt (the RMS stored in mix.npz)."""
+    def nats(checkpoint, *extra):
+        return charlm_json("eval", "perplexity", run_dir / checkpoint, "--corpus", corpus,
+                           "--split", "val", "--streams", streams, "--json",
+                           *extra)["nats_per_char"]
+
+    started = time.perf_counter()
+    columns = {"ngram": nats("ngram.npz"), "mix": nats("mix.npz"),
+               "adapt": nats("best.npz", "--adapt"), "both": nats("mix.npz", "--adapt")}
+    print(f"  n-gram {columns['ngram']:.4f}, mixture {columns['mix']:.4f}, adapted "
+          f"{columns['adapt']:.4f}, both {columns['both']:.4f} ({streams} stream(s), "
+          f"{time.perf_counter() - started:.0f} s to score)", flush=True)
+    return columns
+
+
+MIX_HEADER = ("| budget | run's n-gram | model | model + n-gram | model --adapt | "
+              "both |\n|---:|---:|---:|---:|---:|---:|")
+
+
+def mix_lines(rows):
+    """The issue's table of what a run gives: the model alone, its n-gram, their mixture,
+    the adapted model and the adapted mixture; the best of each row in bold."""
+    lines = [MIX_HEADER]
+    for r in rows:
+        figures = [r["ngram_run"], r["charlm"], r["mix"], r["adapt"], r["both"]]
+        best = min(figures)
+        cells = [f"**{v:.4f}**" if v == best else f"{v:.4f}" for v in figures]
+        lines.append(f"| {r['budget']:g} s | " + " | ".join(cells) + " |")
+    return lines
 
 
 def run_torch(corpus, budget, info):
@@ -246,6 +281,7 @@ def main():
             samples[budget] = sample_text(ckpt)
             row = {"budget": budget, "charlm": final, "size": size, "wall": wall,
                    "steps": info["step"], "ngram": ngram}
+            row.update(renamed(run_columns(ckpt.parent, args.corpus)))
             print(f"{budget:g} s: charlm {final:.4f} ({size}, {info['step']} steps, "
                   f"{wall:.0f} s wall)", flush=True)
             if have_torch and budget <= args.torch_max_budget:
@@ -276,6 +312,8 @@ def main_large_vocab(args, budgets, have_torch):
             samples[budget] = sample_text(ckpt, 200, prime="")
             row = {"budget": budget, "charlm": final, "size": size, "steps": info["step"],
                    "ngram": ngram, "order": order}
+            streams = 1 if info["data"]["val_chars"] < 100_000 else 16
+            row.update(renamed(run_columns(ckpt.parent, args.corpus, streams)), streams=streams)
             print(f"{budget:g} s: charlm {final:.4f} ({size}, {info['step']} steps, "
                   f"{wall:.0f} s wall)", flush=True)
             if have_torch and budget <= args.torch_max_budget:
@@ -294,8 +332,9 @@ def main_large_vocab(args, budgets, have_torch):
         f"{date.today().isoformat()}: {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, numpy {np.__version__} (last 10% validation, full pass from "
         "the zero state, one stream, nats/char; lower is better).", "",
-        "charlm runs `charlm train CORPUS --time-budget B` with no other options (plus "
-        "`--eval-seconds 30`). PyTorch trains the model of the Chinese char-RNN tutorials, "
+        "charlm runs `charlm train CORPUS --time-budget B` with no other options (its budget "
+        "covers its validations, n-gram and mixture). PyTorch trains the model of the Chinese "
+        "char-RNN tutorials, "
         "`nn.Embedding` + the cell and size charlm chose + `nn.Linear` and a full softmax, with "
         "PyTorch's initialisation and charlm's dropout, Adam, schedule, batch, unroll and "
         "clipping, for the same training time (validation not counted); best of 20 validations "
@@ -307,12 +346,24 @@ def main_large_vocab(args, budgets, have_torch):
         torch_cell = f"{r['torch']:.4f} / {r['torch_last']:.4f}" if "torch" in r else "-"
         lines.append(f"| {r['budget']:g} s | {r['charlm']:.4f} | {r['size']} | {r['steps']:,} | "
                      f"{torch_cell} | {r['ngram']:.4f} ({r['order']}-gram) |")
-    lines += ["", f"![learning curves](quality-{name}.svg)", ""]
+    streams = sorted({r["streams"] for r in rows})
+    lines += ["", "What each run leaves a user beyond best.npz: its own n-gram (`ngram.npz`, "
+              "order chosen on the training split), "
+              "the model, their mixture (`mix.npz`), the model with `--adapt` and the mixture "
+              f"with `--adapt`, default settings, {' or '.join(map(str, streams))} "
+              "stream(s) (16 on a validation split of 100,000 characters or more, to keep "
+              "`--adapt`'s one pass per stream within minutes):", "", *mix_lines(rows),
+              "", f"![learning curves](quality-{name}.svg)", ""]
     for budget, text in samples.items():
         lines += [f"## 200 characters from the {budget:g} s model (seed 1)", "", "```",
                   text.rstrip("\n"), "```", ""]
     (REPO / "benchmarks" / f"QUALITY-{name}.md").write_text("\n".join(lines))
     print(f"wrote benchmarks/QUALITY-{name}.md")
+
+
+def renamed(columns):
+    """run_columns's n-gram is the run's own (order chosen on the training split)."""
+    return {("ngram_run" if k == "ngram" else k): v for k, v in columns.items()}
 
 
 def describe(info):
@@ -335,8 +386,8 @@ def write_markdown(rows, samples, corpus, have_torch):
         f"numpy {np.__version__}, corpus `{corpus.name}` (last 10% validation, full pass from "
         "the zero state, nats/char; lower is better).",
         "",
-        "charlm runs `charlm train CORPUS --time-budget B` with no other options (plus "
-        "`--eval-seconds 30` for the learning curves). PyTorch trains the cell and size charlm "
+        "charlm runs `charlm train CORPUS --time-budget B` with no other options (its budget "
+        "covers its validations, n-gram and mixture). PyTorch trains the cell and size charlm "
         "chose (`torch.nn.GRU/LSTM` + `nn.Linear`) with the same Adam, schedule, batch, unroll "
         "and clipping for the same wall-clock time."
         if have_torch else "PyTorch was not installed for this run.",
@@ -356,7 +407,10 @@ def write_markdown(rows, samples, corpus, have_torch):
               "", "Anchors on the same split (from the project's research, same kind of machine): "
               "PyTorch LSTM 2x256, batch 32, unroll 64, Adam 2e-3: 1.80 at 120 s, 1.573 at 300 s; "
               "nanoGPT's CPU baby GPT: 1.905 after 101 s, 1.646 at 300 s.", "",
-              "![learning curves](quality.svg)", ""]
+              "What each run leaves a user beyond best.npz: its own n-gram (`ngram.npz`, order "
+              "chosen on the training split), the model, their mixture (`mix.npz`), the model "
+              "with `--adapt` and the mixture with `--adapt` (default settings, one stream):",
+              "", *mix_lines(rows), "", "![learning curves](quality.svg)", ""]
     if samples:
         budget = max(samples)
         lines += [f"## A 500-character sample from the {budget:g} s model", "", "```",

@@ -169,3 +169,17 @@ def test_the_schema_ties_the_adaptive_shapes_to_the_config():
 def test_the_loader_refuses_an_invalid_adaptive_config(model, version, fragment):
     with pytest.raises(CheckpointError, match=fragment):
         checkpoint.schema(_adaptive_config(**model), version)
+
+
+@pytest.mark.parametrize("vocab, softmax, bound", [
+    (65, "full", np.sqrt(6 / (65 + 128))),            # Xavier's bound, the larger at small V
+    (3000, "full", 1 / np.sqrt(128)),                 # never below nn.Linear's 1/sqrt(H)
+    (3000, "adaptive", 1 / np.sqrt(128)),             # nn.AdaptiveLogSoftmaxWithLoss's head
+])
+def test_the_output_layer_starts_at_the_measured_scale(vocab, softmax, bound):
+    from charlm.nn.model import ModelConfig, init_params
+    cutoffs = (500, 2000) if softmax == "adaptive" else ()
+    cfg = ModelConfig("gru", vocab, 128, 1, softmax=softmax, cutoffs=cutoffs)
+    _, params = init_params(cfg, np.random.default_rng(0))
+    w = params["head.weight"]
+    assert bound * 0.99 < np.abs(w).max() <= bound

@@ -395,3 +395,25 @@ def test_the_run_ngram_order_is_the_best_on_the_training_slice():
     assert sorted(scores) == list(range(1, SEARCH_ORDER + 1))
     assert model.order == min(scores, key=scores.get) > 2
     assert sum(model.sizes()) > 0 and model.level(1).counts.sum() > 0
+
+
+def test_the_run_keeps_time_for_its_mixture_inside_the_budget():
+    """The stopping rule reserves finish's work: one more validation pass and the gradient
+    RMS's training windows."""
+    from types import SimpleNamespace
+
+    from charlm.io.progress import Progress
+    from charlm.lm.adapt import STATS_WINDOWS
+    from charlm.train.config import TrainConfig
+    from charlm.train.mixture import RunMixture
+    from charlm.train.stopping import StoppingRule
+    ids = np.random.default_rng(5).integers(0, 20, 3000)
+    trainer = SimpleNamespace(train_ids=ids[:2500], val_ids=ids[2500:], tcfg=TrainConfig(),
+                              vocab=SimpleNamespace(size=20), data_info={},
+                              progress=Progress(), stopping=StoppingRule(0, 100, 0),
+                              step_seconds=0.2)
+    assert trainer.stopping.after_run() == 0.0
+    RunMixture(trainer)
+    trainer.stopping.validated(3.0)
+    assert trainer.stopping.after_run() == pytest.approx(3.0 + STATS_WINDOWS * 0.2)
+    assert trainer.stopping.after_step(Progress(elapsed=100 - 3.0 - 7.0))     # 3 + 3 + 6 > 10

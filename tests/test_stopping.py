@@ -84,3 +84,15 @@ def test_a_measured_validation_replaces_the_start_up_estimate():
     rule.validated(0.01, p)
     assert rule.reserve == 0.01 and p.validation_seconds == 0.01
     assert not rule.after_step(Progress(elapsed=3.9), due=True)    # 3.9 + 2 x 0.01 fits
+
+
+def test_the_work_after_the_final_validation_is_kept_inside_the_budget():
+    """A run that scores its mixture after training (charlm.train.mixture) stops early
+    enough for that too."""
+    rule = StoppingRule(steps=0, time_budget=100, patience=0)
+    rule.validated(10.0)
+    assert not rule.after_step(Progress(elapsed=80.0))               # 80 + 10 fits
+    rule.after_run = lambda: 15.0
+    p = Progress(elapsed=80.0)
+    assert rule.after_step(p) and p.budget_spent == 100              # 80 + 10 + 15 does not
+    assert not rule.after_step(Progress(elapsed=70.0))               # 70 + 25 fits

@@ -17,7 +17,7 @@ import numpy as np
 
 from charlm import lm
 from charlm.io import checkpoint, mixture_file
-from charlm.lm.adapt import training_rms
+from charlm.lm.adapt import STATS_WINDOWS, training_rms
 from charlm.lm.mixture import FORGETTING, MixtureLM, mixed_log_probs, online_weights
 from charlm.nn import kneser_ney
 from charlm.train import ngram
@@ -43,6 +43,15 @@ class RunMixture:
             trainer.data_info.get("fingerprint"), len(train_ids), len(self.val_ids))
         self.model, self.order = model, model.order
         trainer.progress.elapsed += self.fit_seconds      # the budget covers the n-gram too
+        trainer.stopping.after_run = self.expected_seconds
+
+    def expected_seconds(self):
+        """What finish will take, for the stopping rule to keep inside the budget: one more
+        pass of the model over validation (a validation's time) and the gradient RMS's
+        STATS_WINDOWS forward-backward passes (about a training step's time each). A 300 s run
+        on 4M characters of manual pages overran its budget by 60 s without this reserve."""
+        stopping = self.trainer.stopping
+        return stopping.reserve + STATS_WINDOWS * self.trainer.step_seconds
 
     def finish(self):
         """After training: the mixture of best.npz and the n-gram, scored on validation and

@@ -2,7 +2,8 @@
 
 A run stops at the first of: its step count (--steps, or --epochs as steps), its time budget,
 or --patience validations without improvement. A time budget must hold the final validation
-too, so the run stops a validation's length (the reserve) before the budget; the elapsed time
+too, so the run stops a validation's length (the reserve) before the budget, and before what
+runs after the last step (after_run: the run's mixture, charlm.train.mixture); the elapsed time
 it saves then falls short of the budget, so it also records the budget as spent, and a resume
 with the same budget is complete at once.
 """
@@ -29,6 +30,7 @@ class StoppingRule:
         self.steps, self.time_budget, self.patience = steps, time_budget, patience
         self.measured = 0.0                 # the longest validation seen (with its checkpoints)
         self.estimate = 0.0                 # the start-up guess, until one is measured
+        self.after_run = lambda: 0.0        # seconds of work after the final validation
 
     @property
     def reserve(self):
@@ -52,7 +54,7 @@ class StoppingRule:
         final validation after it would not fit behind it: otherwise two validations would
         come a step apart at the end of the budget.
         """
-        reserve = self.reserve * (2 if due else 1)
+        reserve = self.reserve * (2 if due else 1) + self.after_run()
         if self.budget_reached(progress, reserve):
             progress.budget_spent = self.time_budget          # saved with the final validation
         return self.finished(progress, reserve)

@@ -74,6 +74,7 @@ class Trainer:
         self.stop_signal = None                           # set by the CLI's signal handler
         self.auto_size = None                             # what auto-size chose and predicted
         self.validations = 0                              # in this process, for --sample-every
+        self.step_seconds = 0.0                           # a step's seconds, smoothed
         self.guard = DivergenceGuard(tcfg, self.out)
         self.total_steps = total_steps(tcfg, self.windows)
         self.stopping = StoppingRule(self.total_steps, tcfg.time_budget, tcfg.patience)
@@ -101,7 +102,9 @@ class Trainer:
                 p.elapsed = time.perf_counter() - started
                 if math.isfinite(step_loss):
                     train_losses.append(step_loss)
-                rate = chars_per_step / max(time.perf_counter() - window_start, 1e-9)
+                step_seconds = max(time.perf_counter() - window_start, 1e-9)
+                self.step_seconds = 0.9 * (self.step_seconds or step_seconds) + 0.1 * step_seconds
+                rate = chars_per_step / step_seconds
                 window_start = time.perf_counter()
                 yield {"event": "step", "step": p.step, "loss": step_loss, "grad_norm": norm,
                        "lr": self._lr(), "chars_per_s": rate, "elapsed": p.elapsed,
