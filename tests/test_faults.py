@@ -156,8 +156,8 @@ def test_d1_divergence_keeps_the_last_good_checkpoint_byte_for_byte(small_corpus
     calls = itertools.count(1)
     real = loss.cross_entropy
 
-    def nan_from_step_6(logits, targets, want_grad=True):
-        nll, dlogits = real(logits, targets, want_grad)
+    def nan_from_step_6(logits, targets, want_grad=True, log_probs=None):
+        nll, dlogits = real(logits, targets, want_grad, log_probs)
         return (math.nan if next(calls) >= 6 else nll), dlogits
     monkeypatch.setattr(loss, "cross_entropy", nan_from_step_6)
     saved = record_saves(monkeypatch)
@@ -183,8 +183,8 @@ def test_d2_a_non_finite_step_rolls_back_halves_the_rate_and_skips_its_batch(
     calls = itertools.count(1)
     real = loss.cross_entropy
 
-    def nan_at_step_4(logits, targets, want_grad=True):
-        nll, dlogits = real(logits, targets, want_grad)
+    def nan_at_step_4(logits, targets, want_grad=True, log_probs=None):
+        nll, dlogits = real(logits, targets, want_grad, log_probs)
         return (math.nan if next(calls) == 4 else nll), dlogits
     monkeypatch.setattr(loss, "cross_entropy", nan_at_step_4)
     steps = record_steps(monkeypatch)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from gradcheck import numeric_grad, rel_error
 
-from charlm.nn import inference, loss, model, output
+from charlm.nn import inference, layout, loss, model, output
 from charlm.nn.model import ModelConfig
 
 CASES = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
@@ -149,7 +149,7 @@ def test_float32_stays_float32():
 @pytest.mark.parametrize("cell,activation", CASES)
 def test_one_stream_inference_is_the_same_for_either_weight_order(cell, activation):
     # At one stream the folded W_hh is column-major for small models and row-major from
-    # inference.GEMV_THREADED_SIZE up; the GEMV follows the order, the numbers must not.
+    # layout.GEMV_THREADED_SIZE up; the GEMV follows the order, the numbers must not.
     rng = np.random.default_rng(6)
     cfg, flat, params = _random_model(cell, activation, 2, rng)
     x = rng.integers(0, cfg.vocab_size, (6, 1))
@@ -181,6 +181,43 @@ def test_inference_path_equals_the_training_forward(cell, activation, B, embed):
     for a, b in zip(final, final_infer):
         for u, v in zip(a, b):
             assert np.allclose(u, v, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell,activation", CASES)
+@pytest.mark.parametrize("embed", [0, 16])
+@pytest.mark.parametrize("softmax", ["full", "adaptive"])
+@pytest.mark.parametrize("weights", ["column-major", "row-major"])
+def test_one_stream_training_forward_is_inference_bit_for_bit(cell, activation, embed, softmax,
+                                                              weights, monkeypatch):
+    """Dynamic evaluation scores a segment with the training forward it learns from: at one
+    stream its rows, final state and per-target log-probabilities must be what infer and
+    target_log_probs give, bit for bit (float32, a size where BLAS and SIMD kernels matter),
+    with restarts inside the chunk, for either memory order of the one-stream W_hh."""
+    if weights == "row-major":
+        monkeypatch.setattr(layout, "GEMV_THREADED_SIZE", 0)
+    rng = np.random.default_rng(8)
+    cfg = ModelConfig(cell=cell, vocab_size=70, hidden=48, layers=2, activation=activation,
+                      embed=embed, **({"softmax": "adaptive", "cutoffs": (20, 45)}
+                                       if softmax == "adaptive" else {}))
+    flat, params = model.init_params(cfg, rng)
+    flat += rng.standard_normal(flat.shape).astype(np.float32) * 0.05
+    x, y = rng.integers(0, 70, (37, 1)), rng.integers(0, 70, (37, 1))
+    keep = np.ones((37, 1, 1), np.float32)
+    keep[[5, 20]] = 0                                  # two documents start inside the chunk
+    state = [tuple(s.astype(np.float32) for s in layer) for layer in _random_state(cfg, 1, rng)]
+    top, final = inference.infer(params, cfg, x, state, keep=keep)
+    want = output.target_log_probs(params, cfg, top, y.reshape(-1))
+    top_train, final_train, _ = model.forward(params, cfg, x, state, keep=keep)
+    got = np.empty(37)
+    _, grads = model.allocate(model.param_shapes(cfg))
+    _, final_loss, _ = model.loss_and_grads(params, cfg, x, y, state, grads, keep=keep,
+                                            log_probs=got)
+    assert np.array_equal(top_train, top)
+    assert np.array_equal(got, want)
+    for states in (final_train, final_loss):
+        for a, b in zip(states, final):
+            for u, v in zip(a, b):
+                assert np.array_equal(u, v)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

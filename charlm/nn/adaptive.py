@@ -66,12 +66,15 @@ def _softmax_at(z, picked):
     return at - np.log(total)
 
 
-def loss_forward(params, x, targets, cutoffs):
+def loss_forward(params, x, targets, cutoffs, log_probs=None):
     """Summed nats (float64) of targets (N,) given rows x (N, H), and the cache for backward.
 
     Computes the head for every row and cluster i only for the rows whose target is in it.
+    log_probs: None, or an (N,) float64 array to receive target_log_probs' numbers.
     """
     per_row, cache = _target_log_probs(params, x, targets, cutoffs)
+    if log_probs is not None:
+        log_probs[...] = per_row
     return -float(per_row.sum()), cache
 
 

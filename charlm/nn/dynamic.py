@@ -3,7 +3,9 @@
 Dimensions: L segment length, N characters, P parameters (all of them, flat).
 
 The text is cut into segments of L characters. Each segment is first scored with the current
-weights (by infer, the code of every static score), then the weights take one step on it:
+weights, then the weights take one step on it; one training forward serves both, since at one
+stream it gives the numbers of infer, the code of every static score, bit for bit (the cells'
+one-stream paths, charlm.nn.cells.*_stream):
 
     theta += lambda * decrate * (theta_0 - theta) - eta * g / (ms + eps)
 
@@ -19,9 +21,8 @@ import math
 
 import numpy as np
 
-from charlm.nn import model, output
-from charlm.nn.inference import infer
-from charlm.nn.workspace import FRESH, Workspace
+from charlm.nn import model
+from charlm.nn.workspace import Workspace
 
 EPSILON = 2e-5          # Krause et al.'s epsilon, in units of the gradient RMS
 
@@ -64,10 +65,11 @@ class Adapter:
         """Score ids (L + 1,) from state (L predictions), then step on them.
         Returns ((L,) float64 log-probabilities, the state after the segment)."""
         x, y = ids[:-1, None], ids[1:, None]                               # (L, 1)
-        top, new_state = infer(self.params, self.cfg, x, state, FRESH)
-        log_probs = output.target_log_probs(self.params, self.cfg, top, y.reshape(-1))
-        model.loss_and_grads(self.params, self.cfg, x, y, state, self.grads,
-                             ws=self.workspace)
+        log_probs = np.empty(len(y), np.float64)
+        # at one stream the training forward is infer's arithmetic, bit for bit (the cells'
+        # one-stream paths), so the scores come from the forward the step learns from
+        _, new_state, _ = model.loss_and_grads(self.params, self.cfg, x, y, state, self.grads,
+                                               ws=self.workspace, log_probs=log_probs)
         if np.isfinite(self.grad_flat.sum()):       # a non-finite gradient takes no step
             self._step()
         return log_probs, new_state

@@ -18,30 +18,34 @@ import math
 import numpy as np
 
 from charlm.nn import output, resets
+from charlm.nn.layout import one_stream_order
 from charlm.nn.model import initial_state, rows_of, transposed
-from charlm.nn.projection import fold_input_weights, input_columns, project
+from charlm.nn.projection import embedded, fold_input_weights, input_columns, project
 from charlm.nn.workspace import FRESH, Workspace
-
-GEMV_THREADED_SIZE = 460_800    # OpenBLAS runs a float32 GEMV of this many weights on all threads
 
 
 def fold_for_inference(params, cfg, batch):
     """Per layer, the weights infer uses, folded once for a whole text instead of per chunk:
     (input weights, input bias, folded W_hh, b_hh). batch: the streams infer will be given."""
     cell = cfg.cell_module
-    return [(*fold_input_weights(cell, params, k, batch),
+    return [(*fold_input_weights(cell, params, k, batch, by_id=_by_id(cfg, batch)),
              _recurrent_for_inference(cell, params[f"rnn.weight_hh_l{k}"], batch),
              params[f"rnn.bias_hh_l{k}"]) for k in range(cfg.layers)]
 
 
+def _by_id(cfg, batch):
+    """Whether layer 0 reads its folded input from one (V, G*H) table by id: always, except
+    an embedding at one stream, which multiplies the embedded rows as training does. There
+    the forward of dynamic evaluation, remade per segment, would need the whole table per
+    segment; this way it gives infer's numbers bit for bit at the cost of one small GEMM."""
+    return not (cfg.embed and batch == 1)
+
+
 def _recurrent_for_inference(cell, w_hh, batch):
-    """The folded W_hh, stored column-major for the cells' one-stream GEMV h @ W^T while the
-    BLAS would run that GEMV on one thread: there the column-major kernel is up to 30% faster
-    (LSTM, H 128-320); from GEMV_THREADED_SIZE up, the row-major one is as fast or faster."""
+    """The folded W_hh, in the memory order of the one-stream GEMV at one stream
+    (charlm.nn.layout.one_stream_order)."""
     w = cell.fold_recurrent(w_hh)
-    if batch == 1 and w.size < GEMV_THREADED_SIZE:
-        w = np.asfortranarray(w)
-    return w
+    return one_stream_order(w) if batch == 1 else w
 
 
 def infer(params, cfg, x, state, ws=FRESH, folded=None, keep=None):
@@ -57,7 +61,8 @@ def infer(params, cfg, x, state, ws=FRESH, folded=None, keep=None):
     T, B = x.shape
     if folded is None:
         folded = fold_for_inference(params, cfg, B)
-    inp, new_state = None, []
+    inp = None if _by_id(cfg, B) else embedded(params, x, ws)
+    new_state = []
     for layer_state, (w_in, b_in, w_hh, b_hh) in zip(transposed(state), folded):
         xs = project(w_in, b_in, x, inp, ws)
         inp, final = cell.infer(xs, layer_state, w_hh, b_hh, cfg.activation, ws, keep)

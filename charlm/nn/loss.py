@@ -8,10 +8,12 @@ import math
 import numpy as np
 
 
-def cross_entropy(logits, targets, want_grad=True):
+def cross_entropy(logits, targets, want_grad=True, log_probs=None):
     """Summed negative log-likelihood in nats (float64) and, if asked, d(mean nll)/d logits.
 
     logits: (N, V), overwritten in place (it becomes the gradient); targets: (N,) ids.
+    log_probs: None, or an (N,) float64 array to receive log p(target) of each row, the
+    numbers token_log_probs gives bit for bit (the same operations in the same order).
     """
     n = logits.shape[0]
     rows = np.arange(n)
@@ -20,6 +22,8 @@ def cross_entropy(logits, targets, want_grad=True):
     np.exp(logits, out=logits)
     total = logits.sum(axis=1, dtype=np.float64)   # (N,) partition function of each row
     nll_sum = float(np.log(total).sum() - target_logit.sum())
+    if log_probs is not None:
+        np.subtract(target_logit, np.log(total), out=log_probs)
     if not want_grad:
         return nll_sum, None
     logits /= total.astype(logits.dtype)[:, None]  # softmax

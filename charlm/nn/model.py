@@ -137,12 +137,13 @@ def transposed(state):
 
 
 def loss_and_grads(params, cfg, x, y, state, grads, dropout_rng=None, dstate=None, ws=FRESH,
-                   keep=None):
+                   keep=None, log_probs=None):
     """One chunk of truncated BPTT: x, y (T, B) inputs and targets. Writes the gradient of the
     mean nats into grads; returns (summed nats, final state, gradient of the initial state).
-    keep: where the state restarts, as in forward."""
+    keep: where the state restarts, as in forward. log_probs: None, or a (T * B,) float64
+    array to receive log p of each target (charlm.nn.output.loss)."""
     top, new_state, cache = forward(params, cfg, x, state, dropout_rng, ws, keep)
-    nll_sum, out_cache = output.loss(params, cfg, top, y.reshape(-1), ws)
+    nll_sum, out_cache = output.loss(params, cfg, top, y.reshape(-1), ws, log_probs)
     d_top = output.backward(params, cfg, out_cache, grads, x.shape, ws)
     dstate0 = backward(params, cfg, d_top, cache, grads, dstate, ws)
     return nll_sum, new_state, dstate0

@@ -50,13 +50,16 @@ def init(params, cfg, rng):
         params[name][...] = rng.uniform(-bound, bound, shape)
 
 
-def loss(params, cfg, top, targets, ws=FRESH):
+def loss(params, cfg, top, targets, ws=FRESH, log_probs=None):
     """Summed nats (float64) of targets (N,) and the cache backward needs (the gradient of
-    the mean nats, prepared here for the full softmax)."""
+    the mean nats, prepared here for the full softmax). log_probs: None, or an (N,) float64
+    array to receive target_log_probs' numbers, bit for bit (dynamic evaluation scores and
+    learns from one forward)."""
     if cfg.softmax == ADAPTIVE:
-        nll_sum, cache = adaptive.loss_forward(params, top.T, targets, cfg.cutoffs)
+        nll_sum, cache = adaptive.loss_forward(params, top.T, targets, cfg.cutoffs, log_probs)
         return nll_sum, (top, cache)
-    nll_sum, dlogits = softmax_loss.cross_entropy(_logits(params, top, ws), targets)
+    nll_sum, dlogits = softmax_loss.cross_entropy(_logits(params, top, ws), targets,
+                                                  log_probs=log_probs)
     return nll_sum, (top, dlogits)
 
 

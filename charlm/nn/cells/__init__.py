@@ -36,6 +36,11 @@ argument keep, None or (T, 1, B) with 0 where a stream's state restarts before s
 passes from one step to the next (resets.carried), forward keeps it in the cache, and backward
 multiplies the state's gradient by it on the way back. The equations themselves never see it.
 
+At one stream (B = 1) each cell hands infer, forward and backward to its module <cell>_stream,
+which works on plain (H,) vectors (per-call overhead, not arithmetic, is most of the time
+there): forward makes infer's calls on the same kernels (the folded W_hh in
+charlm.nn.layout.one_stream_order), so the two give the same numbers bit for bit.
+
 `d_input` is the gradient with respect to the input projection W_ih x + b_ih and `d_hidden` the
 one with respect to W_hh h + b_hh (the same array except in the GRU, whose reset gate scales the
 latter), so the caller turns them into every weight gradient and the gradient for the layer

@@ -10,8 +10,9 @@ Feature-major arrays (see charlm.nn.layout): xs (T, 3H, B), hs (T, H, B); state 
 
 import numpy as np
 
+from charlm.nn.cells import gru_stream
 from charlm.nn.init import orthogonal_blocks
-from charlm.nn.layout import scale_rows
+from charlm.nn.layout import one_stream_order, scale_rows
 from charlm.nn.resets import carried
 from charlm.nn.workspace import FRESH
 
@@ -58,6 +59,9 @@ def forward(xs, state, w_hh, b_hh, activation=None, ws=FRESH, keep=None):
 
     Returns hs (T, H, B), the final state and the cache.
     """
+    if xs.shape[2] == 1:
+        w_scaled = one_stream_order(fold_recurrent(w_hh))
+        return gru_stream.forward(xs, state, w_scaled, b_hh, w_hh, ws, keep)
     (h0,) = state
     T, G, B = xs.shape
     H = G // 3
@@ -100,7 +104,7 @@ def infer(xs, state, w_scaled, b_hh, activation=None, ws=FRESH, keep=None):
     memory order it gives w_scaled (charlm.nn.inference).
     """
     if xs.shape[2] == 1:
-        return _infer_one_stream(xs, state, w_scaled, b_hh, keep)
+        return gru_stream.infer(xs, state, w_scaled, b_hh, keep)
     (h0,) = state
     T, G, B = xs.shape
     H = G // 3
@@ -132,50 +136,14 @@ def infer(xs, state, w_scaled, b_hh, activation=None, ws=FRESH, keep=None):
     return hs, (h.copy(),)
 
 
-def _infer_one_stream(xs, state, w_scaled, b_hh, keep=None):
-    """infer at B = 1 on plain vectors: a call on a (3H,) vector costs less than on (3H, 1),
-    and at one stream the calls per step, not the arithmetic, are most of the time."""
-    T, G, _ = xs.shape
-    H = G // 3
-    dt = xs.dtype
-    b_hn = b_hh[2 * H:]
-    gh = np.empty(G, dt)
-    rz, gh_n = gh[:2 * H], gh[2 * H:]
-    r, z = gh[:H], gh[H:2 * H]
-    half = dt.type(0.5)
-    hs = np.empty((T, H, 1), dt)
-    n = np.empty(H, dt)
-    h = state[0].reshape(H)
-    x = xs.reshape(T, G)
-    w_t = w_scaled.T
-    zero = np.zeros(H, dt)
-    keeps = np.ones(T) if keep is None else keep.reshape(T)
-    dot, add, subtract, multiply, tanh = np.dot, np.add, np.subtract, np.multiply, np.tanh
-    for x_rz, x_n, h_new, k in zip(x[:, :2 * H], x[:, 2 * H:], hs.reshape(T, H), keeps):
-        if not k:                                             # a document starts
-            h = zero
-        dot(h, w_t, gh)                                       # out= given by position
-        add(rz, x_rz, rz)
-        tanh(rz, rz)
-        multiply(rz, half, rz)                                # tanh(x/2) -> sigmoid(x)
-        add(rz, half, rz)
-        add(gh_n, b_hn, gh_n)
-        multiply(r, gh_n, n)
-        add(n, x_n, n)
-        tanh(n, n)
-        subtract(h, n, h_new)                                 # h_t = n + z * (h_{t-1} - n)
-        multiply(h_new, z, h_new)
-        add(h_new, n, h_new)
-        h = h_new
-    return hs, (h.reshape(H, 1).copy(),)
-
-
 def backward(dhs, dstate, cache, ws=FRESH):
     """dhs: (T, H, B); dstate: gradient into the final (h,), (H, B).
 
     Returns the gradient of the input projection W_ih x + b_ih (T, 3H, B), that of
     W_hh h + b_hh (T, 3H, B) and the gradient for the initial state.
     """
+    if dhs.shape[2] == 1:
+        return gru_stream.backward(dhs, dstate, cache, ws)
     h0, rz, ns, gh_n, hs, w_hh, keep = cache
     T, H, B = hs.shape
     dt = hs.dtype

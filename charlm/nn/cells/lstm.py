@@ -11,8 +11,9 @@ Feature-major arrays (see charlm.nn.layout): xs (T, 4H, B), hs (T, H, B); state 
 
 import numpy as np
 
+from charlm.nn.cells import lstm_stream
 from charlm.nn.init import orthogonal_blocks
-from charlm.nn.layout import scale_rows
+from charlm.nn.layout import one_stream_order, scale_rows
 from charlm.nn.resets import carried
 from charlm.nn.workspace import FRESH
 
@@ -85,6 +86,10 @@ def forward(xs, state, w_hh, b_hh, activation=None, ws=FRESH, keep=None):
     Returns hs (T, H, B), the final (h, c) and the cache. Gates (4H, B) = W_hh @ h: BLAS is up
     to twice as fast in this orientation at small B, and every gate block is contiguous.
     """
+    if xs.shape[2] == 1:
+        w_scaled = one_stream_order(fold_recurrent(w_hh))
+        scale = gate_scale(xs.shape[1] // 4, xs.dtype)
+        return lstm_stream.forward(xs, state, w_scaled, scale, w_hh, ws, keep)
     h0, c0 = state
     T, G, B = xs.shape
     H = G // 4
@@ -126,7 +131,8 @@ def infer(xs, state, w_scaled, b_hh, activation=None, ws=FRESH, keep=None):
     memory order it gives w_scaled (charlm.nn.inference).
     """
     if xs.shape[2] == 1:
-        return _infer_one_stream(xs, state, w_scaled, keep)
+        return lstm_stream.infer(xs, state, w_scaled, gate_scale(xs.shape[1] // 4, xs.dtype),
+                                 keep)
     h0, c0 = state
     T, G, B = xs.shape
     H = G // 4
@@ -155,48 +161,14 @@ def infer(xs, state, w_scaled, b_hh, activation=None, ws=FRESH, keep=None):
     return hs, (h.copy(), c)
 
 
-def _infer_one_stream(xs, state, w_scaled, keep=None):
-    """infer at B = 1 on plain vectors: a call on a (4H,) vector costs less than on (4H, 1),
-    and at one stream the ~10 calls per step, not the arithmetic, are most of the time."""
-    T, G, _ = xs.shape
-    H = G // 4
-    dt = xs.dtype
-    a = np.empty(G, dt)
-    i, f, g, o = (a[k * H:(k + 1) * H] for k in range(4))
-    scale = gate_scale(H, dt)
-    shift = 1 - scale
-    hs = np.empty((T, H, 1), dt)
-    c = state[1].reshape(H).copy()
-    ig = np.empty(H, dt)
-    h = state[0].reshape(H)
-    w_t = w_scaled.T
-    zero = np.zeros(H, dt)
-    keeps = np.ones(T) if keep is None else keep.reshape(T)
-    dot, add, multiply, tanh = np.dot, np.add, np.multiply, np.tanh   # out= given by position
-    for x, h_new, k in zip(xs.reshape(T, G), hs.reshape(T, H), keeps):
-        if not k:                                             # a document starts
-            h = zero
-            c[:] = 0
-        dot(h, w_t, a)
-        add(a, x, a)
-        tanh(a, a)
-        multiply(a, scale, a)                                 # tanh(x/2) -> sigmoid(x) on i, f, o
-        add(a, shift, a)
-        multiply(c, f, c)
-        multiply(i, g, ig)
-        add(c, ig, c)
-        tanh(c, h_new)
-        multiply(h_new, o, h_new)
-        h = h_new
-    return hs, (h.reshape(H, 1).copy(), c.reshape(H, 1))
-
-
 def backward(dhs, dstate, cache, ws=FRESH):
     """dhs: (T, H, B); dstate: gradient into the final (h, c), each (H, B).
 
     Returns the gradient of the input projection (T, 4H, B), that of W_hh h + b_hh (the same
     array for this cell) and the gradient for the initial (h0, c0).
     """
+    if dhs.shape[2] == 1:
+        return lstm_stream.backward(dhs, dstate, cache, ws)
     h0, c0, acts, cs, tanh_cs, hs, w_hh, keep = cache
     T, H, B = hs.shape
     dt = hs.dtype

@@ -6,7 +6,9 @@ charlm.nn.layout): xs (T, H, B), hs (T, H, B); state (h,), h (H, B).
 
 import numpy as np
 
+from charlm.nn.cells import rnn_stream
 from charlm.nn.init import orthogonal_blocks
+from charlm.nn.layout import one_stream_order
 from charlm.nn.resets import carried
 from charlm.nn.workspace import FRESH
 
@@ -64,6 +66,9 @@ def forward(xs, state, w_hh, b_hh=None, activation="tanh", ws=FRESH, keep=None):
 
     Returns hs (T, H, B), the final state and the cache.
     """
+    if xs.shape[2] == 1:
+        return rnn_stream.forward(xs, state, one_stream_order(w_hh), w_hh, activate, activation,
+                                  ws, keep)
     (h0,) = state
     hs = ws.empty("hs", xs.shape, xs.dtype)    # C order even when xs is a strided view
     prev = None if keep is None else ws.empty("prev_h", h0.shape, xs.dtype)
@@ -86,27 +91,9 @@ def infer(xs, state, w_hh, b_hh=None, activation="tanh", ws=FRESH, keep=None):
     kernel by the memory order it gives w_hh (charlm.nn.inference).
     """
     if xs.shape[2] == 1:
-        return _infer_one_stream(xs, state, w_hh, activation, keep)
+        return rnn_stream.infer(xs, state, w_hh, activate, activation, keep)
     hs, final, _ = forward(xs, state, w_hh, b_hh, activation, ws, keep)
     return hs, final
-
-
-def _infer_one_stream(xs, state, w_hh, activation, keep=None):
-    """infer at B = 1: a call on an (H,) vector costs less than on (H, 1)."""
-    T, H, _ = xs.shape
-    hs = np.empty((T, H, 1), xs.dtype)
-    h = state[0].reshape(H)
-    w_t = w_hh.T
-    zero = np.zeros(H, xs.dtype)
-    keeps = np.ones(T) if keep is None else keep.reshape(T)
-    for x, a, k in zip(xs.reshape(T, H), hs.reshape(T, H), keeps):
-        if not k:                                             # a document starts
-            h = zero
-        np.dot(h, w_t, a)                                     # out= given by position
-        np.add(a, x, a)
-        activate(a, activation)
-        h = a
-    return hs, (h.reshape(H, 1).copy(),)
 
 
 def backward(dhs, dstate, cache, ws=FRESH):
@@ -115,6 +102,8 @@ def backward(dhs, dstate, cache, ws=FRESH):
     Returns the pre-activation gradient (T, H, B) twice (it is the gradient of both the input
     projection and of W_hh h + b_hh) and the gradient for the initial state.
     """
+    if dhs.shape[2] == 1:
+        return rnn_stream.backward(dhs, dstate, cache, ws)
     h0, hs, w_hh, activation, keep = cache
     (dh_rec,) = dstate
     T, H, B = hs.shape
