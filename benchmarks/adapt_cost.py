@@ -20,7 +20,7 @@ from charlm import lm
 from charlm.lm import adapt
 from charlm.nn.inference import score_ids
 
-DEFAULT_TEXT = Path(__file__).resolve().parents[1] / "shared" / "corpora" / "tinyshakespeare.txt"
+DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"
 
 
 def cpu_seconds(fn, *args):
