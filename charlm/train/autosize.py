@@ -26,7 +26,7 @@ too small stops improving early; size matters more than anything else. The rule:
    them, so that the rate has decayed by the time the model starts to memorise (zh-tang-song,
    2x128 GRU, dropout 0.5, the schedule over 12 / 24 / 48 passes: best validation 4.927 /
    4.894 / 4.915 nats, and over a 120 s budget's ~130 passes 4.987). When the budget covers
-   twice those passes, time does not limit the run, and an adaptive softmax whose cutoffs
+   those passes 1.5 times over, time does not limit the run, and an adaptive softmax whose cutoffs
    charlm chooses gets a larger shortlist (charlm.train.largevocab.MEMORISING_SHARES).
 """
 
