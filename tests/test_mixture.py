@@ -397,23 +397,27 @@ def test_the_run_ngram_order_is_the_best_on_the_training_slice():
     assert sum(model.sizes()) > 0 and model.level(1).counts.sum() > 0
 
 
-def test_the_run_keeps_time_for_its_mixture_inside_the_budget():
-    """The stopping rule reserves finish's work: one more validation pass and the gradient
-    RMS's training windows."""
+def test_the_run_keeps_time_for_its_mixture_inside_the_budget(tmp_path):
+    """The n-gram is fitted, scored and saved on the run's clock before training; the
+    stopping rule reserves finish's work: one more validation pass and the gradient RMS's
+    training windows."""
     from types import SimpleNamespace
 
+    from charlm.data.vocab import Vocab
     from charlm.io.progress import Progress
     from charlm.lm.adapt import STATS_WINDOWS
     from charlm.train.config import TrainConfig
-    from charlm.train.mixture import RunMixture
+    from charlm.train.mixture import NGRAM_FILE, RunMixture
     from charlm.train.stopping import StoppingRule
     ids = np.random.default_rng(5).integers(0, 20, 3000)
     trainer = SimpleNamespace(train_ids=ids[:2500], val_ids=ids[2500:], tcfg=TrainConfig(),
-                              vocab=SimpleNamespace(size=20), data_info={},
+                              vocab=Vocab(np.arange(97, 117)), data_info={}, out=tmp_path,
                               progress=Progress(), stopping=StoppingRule(0, 100, 0),
                               step_seconds=0.2)
     assert trainer.stopping.after_run() == 0.0
-    RunMixture(trainer)
+    run_mixture = RunMixture(trainer)
+    assert (tmp_path / NGRAM_FILE).is_file()
+    assert trainer.progress.elapsed == run_mixture.fit_seconds > 0
     trainer.stopping.validated(3.0)
     assert trainer.stopping.after_run() == pytest.approx(3.0 + STATS_WINDOWS * 0.2)
     assert trainer.stopping.after_step(Progress(elapsed=100 - 3.0 - 7.0))     # 3 + 3 + 6 > 10

@@ -2,11 +2,12 @@
 (ngram.npz) and the mixture of the two (mix.npz), scored on validation like the model; mix.npz's
 recurrent model also holds the gradient RMS that dynamic evaluation needs.
 
-The n-gram is fitted before training starts (its order chosen on a slice of the training
-split, charlm.train.ngram.choose_and_fit) and its seconds are charged to the run's clock, so a
---time-budget covers it; it is saved when the run ends. The mixture is scored then: one more
-pass of the best model over the validation split (per-position log-probabilities for the
-online weights), the gradient RMS on 30 training windows and the saves, a few seconds.
+The n-gram is fitted, scored on validation and saved before training starts (its order chosen
+on a slice of the training split, charlm.train.ngram.choose_and_fit) and its seconds are
+charged to the run's clock, so a --time-budget covers it. The mixture is scored when the run
+ends: one more pass of the best model over the validation split (per-position log-probabilities
+for the online weights, beside the n-gram's kept from the start), the gradient RMS on 30
+training windows and the save, a few seconds that the stopping rule keeps inside the budget.
 """
 
 import time
@@ -34,14 +35,20 @@ class RunMixture:
         self.trainer = trainer
         train_ids, self.val_ids = trainer.train_ids, trainer.val_ids
         model, self.order_scores = ngram.choose_and_fit(train_ids, trainer.vocab.size)
-        self.ngram_val = None
-        if len(self.val_ids) >= 2:
-            self.ngram_val = float(-kneser_ney.log_prob_stream(model, self.val_ids).mean())
+        self.ngram_val, self.ngram_log_probs = None, None
+        if len(self.val_ids) >= 2:       # kept for the mixture: (N - 1,) per position
+            self.ngram_log_probs = kneser_ney.log_prob_stream(model, self.val_ids)
+            self.ngram_val = float(-self.ngram_log_probs.mean())
+        self.order = model.order
         self.fit_seconds = time.perf_counter() - started
-        self.sections = ngram.ngram_sections(
+        sections = ngram.ngram_sections(
             model, trainer.tcfg.val_frac, self.ngram_val, self.fit_seconds,
             trainer.data_info.get("fingerprint"), len(train_ids), len(self.val_ids))
-        self.model, self.order = model, model.order
+        # saved and read back now, so that the budget covers both (seconds for a large text)
+        path = Path(trainer.out) / NGRAM_FILE
+        checkpoint.save_ngram(path, sections, model, trainer.vocab)
+        self.ngram_part = checkpoint.load(path)
+        self.fit_seconds = time.perf_counter() - started
         trainer.progress.elapsed += self.fit_seconds      # the budget covers the n-gram too
         trainer.stopping.after_run = self.expected_seconds
 
@@ -58,17 +65,15 @@ class RunMixture:
         saved as mix.npz; its figures (also appended to metrics.jsonl), or None without a
         best.npz or a validation split."""
         out = Path(self.trainer.out)
-        checkpoint.save_ngram(out / NGRAM_FILE, self.sections, self.model, self.trainer.vocab)
         if self.ngram_val is None or not (out / "best.npz").exists():
             return None
         started = time.perf_counter()
-        parts = [self._with_gradient_rms(checkpoint.load(out / "best.npz")),
-                 checkpoint.load(out / NGRAM_FILE)]
+        parts = [self._with_gradient_rms(checkpoint.load(out / "best.npz")), self.ngram_part]
         rms_seconds = time.perf_counter() - started
         models = [lm.from_checkpoint(part) for part in parts]
         MixtureLM(models)                                 # the vocabularies agree
         lps = np.stack([models[0].log_probs(self.val_ids, self.trainer.tcfg.eval_streams),
-                        models[1].log_probs(self.val_ids)])                      # (2, N - 1)
+                        self.ngram_log_probs])                                   # (2, N - 1)
         mixed = mixed_log_probs(lps, online_weights(lps, FORGETTING))
         nats = [float(-lps[0].mean()), float(-mixed.mean())]
         mixture_file.save_mixture(out / MIX_FILE, parts, None, FORGETTING)
