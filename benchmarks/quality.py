@@ -75,7 +75,7 @@ def run_columns(run_dir, corpus, streams=1):
                            *extra)["nats_per_char"]
 
     started = time.perf_counter()
-    columns = {"ngram": nats("ngram.npz"), "mix": nats("mix.npz"),
+    columns = {"ngram": nats("ngram.npz"), "model": nats("best.npz"), "mix": nats("mix.npz"),
                "adapt": nats("best.npz", "--adapt"), "both": nats("mix.npz", "--adapt")}
     print(f"  n-gram {columns['ngram']:.4f}, mixture {columns['mix']:.4f}, adapted "
           f"{columns['adapt']:.4f}, both {columns['both']:.4f} ({streams} stream(s), "
@@ -92,7 +92,7 @@ def mix_lines(rows):
     the adapted model and the adapted mixture; the best of each row in bold."""
     lines = [MIX_HEADER]
     for r in rows:
-        figures = [r["ngram_run"], r["charlm"], r["mix"], r["adapt"], r["both"]]
+        figures = [r["ngram_run"], r["model"], r["mix"], r["adapt"], r["both"]]
         best = min(figures)
         cells = [f"**{v:.4f}**" if v == best else f"{v:.4f}" for v in figures]
         lines.append(f"| {r['budget']:g} s | " + " | ".join(cells) + " |")
@@ -340,7 +340,8 @@ def main_large_vocab(args, budgets, have_torch):
         "clipping, for the same training time (validation not counted); best of 20 validations "
         "over the run (4 on a long validation split), and its last. The Kneser-Ney order is "
         "the best on validation (2 to 7).",
-        "", "| budget | charlm defaults | model chosen | steps | PyTorch embedding + full softmax "
+        "", "| budget | charlm defaults | model chosen | best.npz at step | PyTorch embedding + "
+        "full softmax "
         "(best / last) | best Kneser-Ney |", "|---:|---:|---|---:|---:|---:|"]
     for r in rows:
         torch_cell = f"{r['torch']:.4f} / {r['torch_last']:.4f}" if "torch" in r else "-"
@@ -392,7 +393,7 @@ def write_markdown(rows, samples, corpus, have_torch):
         "and clipping for the same wall-clock time."
         if have_torch else "PyTorch was not installed for this run.",
         "",
-        "| budget | charlm defaults | model chosen | steps | PyTorch, same size "
+        "| budget | charlm defaults | model chosen | best.npz at step | PyTorch, same size "
         "(1 stream / 16 streams) | 6-gram KN |",
         "|---:|---:|---|---:|---:|---:|",
     ]

@@ -291,16 +291,18 @@ def test_b2_b4_a_failed_save_exits_5_and_keeps_the_previous_checkpoint(
     if fault == "enospc":
         writes, real_write = itertools.count(1), fs._write_bytes
 
-        def write_bytes(fd, payload):          # saves 1, 2 = step 5's last and best; 3 fails
-            if next(writes) == 3:
+        # save 1 = the run's n-gram (before training), 2, 3 = step 5's last and best; 4 fails
+        def write_bytes(fd, payload):
+            if next(writes) == 4:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             real_write(fd, payload)
         monkeypatch.setattr(fs, "_write_bytes", write_bytes)
     else:
         syncs, real_fsync = itertools.count(1), os.fsync
 
-        def fsync(fd):                         # two per save (file, directory); 5 = step 10's file
-            if next(syncs) == 5:
+        # two per save (file, directory): 1-2 the n-gram, 3-6 step 5's; 7 = step 10's file
+        def fsync(fd):
+            if next(syncs) == 7:
                 raise OSError(errno.EIO, os.strerror(errno.EIO))
             real_fsync(fd)
         monkeypatch.setattr(os, "fsync", fsync)
