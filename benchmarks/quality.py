@@ -15,6 +15,8 @@ up) gets instead, beside charlm's defaults:
     validation over the run (as charlm keeps its best) and its last;
   * the best Kneser-Ney order (2 to 7) on validation.
 Every final figure is a full validation pass from the zero state (`--streams 1`), mean nats/char.
+A second table scores what each charlm run leaves beside best.npz: its n-gram, the mixture
+mix.npz, the model with --adapt and mix.npz with --adapt (run_columns).
 Writes benchmarks/QUALITY.md and a learning-curve picture benchmarks/quality.svg.
 
     python benchmarks/quality.py [--budgets 60,120,300,600] [--corpus PATH] [--no-torch]
