@@ -14,7 +14,8 @@ trained weights, ms (P,) the root mean square of training-data gradients (gradie
 at least RMS_FLOOR of its mean, decrate = ms / mean(ms) clipped at 1 / lambda (a larger
 decay would overshoot theta_0). So a segment's characters are scored before any step computed
 from them: each prediction uses only the text before it. eta = 0 changes no weight (theta_0 -
-theta stays exactly 0), so it scores exactly as the static model when L is the static chunk (charlm.nn.inference.score_ids).
+theta stays exactly 0), so it scores exactly as the static model when L is the static chunk
+(charlm.nn.inference.score_ids).
 """
 
 import math
