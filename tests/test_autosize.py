@@ -109,3 +109,23 @@ def test_the_run_takes_the_passes_auto_size_chose(tmp_path, monkeypatch):
     assert plan.auto_size
     tcfg, choice = session._auto_size(plan)
     assert choice.passes == 3 and tcfg.epochs == 3
+
+
+def test_auto_size_plans_with_the_budget_the_run_has_not_spent(tmp_path, monkeypatch):
+    """The run's n-gram is fitted before auto-size (charlm.cli.train); its seconds are not
+    the model's to train in."""
+    from charlm.data import text
+    from charlm.train import session
+    corpus_file = tmp_path / "c.txt"
+    corpus_file.write_text("the cat sat on the mat. " * 400, encoding="utf-8")
+    corpus = text.read_corpus([corpus_file])
+    budgets = []
+
+    def choose(cell, vocab_size, train_chars, budget, *args, **kwargs):
+        budgets.append(budget)
+        return autosize.Choice(1, 16, 0.0, "chosen", 1000)
+    monkeypatch.setattr(session.autosize, "choose", choose)
+    plan = session.plan(corpus, [corpus_file], {}, {"time_budget": 60.0}, out=tmp_path / "r")
+    session._auto_size(plan, spent=7.5)
+    session._auto_size(plan)
+    assert budgets == [52.5, 60.0]

@@ -415,8 +415,10 @@ def test_the_run_keeps_time_for_its_mixture_inside_the_budget(tmp_path):
                               progress=Progress(), stopping=StoppingRule(0, 100, 0),
                               step_seconds=0.2)
     assert trainer.stopping.after_run() == 0.0
-    run_mixture = RunMixture(trainer)
-    assert (tmp_path / NGRAM_FILE).is_file()
+    run_mixture = RunMixture(trainer.train_ids, trainer.val_ids, trainer.vocab, tmp_path,
+                             0.1, {})
+    assert (tmp_path / NGRAM_FILE).is_file() and trainer.progress.elapsed == 0
+    run_mixture.attach(trainer)
     assert trainer.progress.elapsed == run_mixture.fit_seconds > 0
     trainer.stopping.validated(3.0)
     assert trainer.stopping.after_run() == pytest.approx(3.0 + STATS_WINDOWS * 0.2)

@@ -88,12 +88,14 @@ def _train_neural(corpus_paths, given, limits, out, start, force, encoding_error
     for line in plan.chosen:
         render.note(line)
     with RunDir(plan.out, fresh=resume is None, force=force):
-        trainer, reason = session.start(plan)
+        from charlm.train.mixture import RunMixture
+        # a mixture is of left-to-right models; the bidirectional model has no such score.
+        # The n-gram is fitted first, so that auto-size plans with the seconds left.
+        mixture = None if plan.tcfg.bidirectional else RunMixture.of_plan(plan)
+        trainer, reason = session.start(plan, mixture.fit_seconds if mixture else 0.0)
         if reason:
             render.note(f"auto-size: {reason} (set --hidden/--layers to choose yourself)")
-        from charlm.train.mixture import RunMixture
-        # a mixture is of left-to-right models; the bidirectional model has no such score
-        finish = None if trainer.mcfg.bidirectional else RunMixture(trainer).finish
+        finish = mixture.attach(trainer).finish if mixture else None
         train_view.show(trainer, corpus, quiet, finish)
 
 

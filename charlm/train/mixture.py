@@ -28,29 +28,40 @@ NGRAM_FILE, MIX_FILE = "ngram.npz", "mix.npz"
 
 
 class RunMixture:
-    """The n-gram of a Trainer's training split, and later its mixture with best.npz."""
+    """The n-gram of a run's training split, fitted before its Trainer exists (so that
+    auto-size plans with the seconds left), and later the mixture with best.npz."""
 
-    def __init__(self, trainer):
+    def __init__(self, train_ids, val_ids, vocab, out, val_frac, data_info):
         started = time.perf_counter()
-        self.trainer = trainer
-        train_ids, self.val_ids = trainer.train_ids, trainer.val_ids
-        model, self.order_scores = ngram.choose_and_fit(train_ids, trainer.vocab.size)
+        self.trainer, self.val_ids = None, val_ids
+        model, self.order_scores = ngram.choose_and_fit(train_ids, vocab.size)
         self.ngram_val, self.ngram_log_probs = None, None
-        if len(self.val_ids) >= 2:       # kept for the mixture: (N - 1,) per position
-            self.ngram_log_probs = kneser_ney.log_prob_stream(model, self.val_ids)
+        if len(val_ids) >= 2:            # kept for the mixture: (N - 1,) per position
+            self.ngram_log_probs = kneser_ney.log_prob_stream(model, val_ids)
             self.ngram_val = float(-self.ngram_log_probs.mean())
         self.order = model.order
         self.fit_seconds = time.perf_counter() - started
-        sections = ngram.ngram_sections(
-            model, trainer.tcfg.val_frac, self.ngram_val, self.fit_seconds,
-            trainer.data_info.get("fingerprint"), len(train_ids), len(self.val_ids))
+        sections = ngram.ngram_sections(model, val_frac, self.ngram_val, self.fit_seconds,
+                                        data_info.get("fingerprint"), len(train_ids),
+                                        len(val_ids))
         # saved and read back now, so that the budget covers both (seconds for a large text)
-        path = Path(trainer.out) / NGRAM_FILE
-        checkpoint.save_ngram(path, sections, model, trainer.vocab)
+        path = Path(out) / NGRAM_FILE
+        checkpoint.save_ngram(path, sections, model, vocab)
         self.ngram_part = checkpoint.load(path)
         self.fit_seconds = time.perf_counter() - started
+
+    @classmethod
+    def of_plan(cls, plan):
+        """The n-gram of a charlm.train.session.Plan's training split."""
+        return cls(plan.train_ids, plan.val_ids, plan.corpus.vocab, plan.out,
+                   plan.tcfg.val_frac, plan.data_info)
+
+    def attach(self, trainer):
+        """The run's Trainer: its clock pays for the n-gram, its stopping rule for finish."""
+        self.trainer = trainer
         trainer.progress.elapsed += self.fit_seconds      # the budget covers the n-gram too
         trainer.stopping.after_run = self.expected_seconds
+        return self
 
     def expected_seconds(self):
         """What finish will take, for the stopping rule to keep inside the budget: one more

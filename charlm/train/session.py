@@ -154,12 +154,13 @@ def _resumed_config(loaded, given, limits, resume):
     return TrainConfig(**({k: v for k, v in saved.items() if k in known} | limits))
 
 
-def start(plan):
-    """(Trainer, what auto-size chose and why, or None). The run directory must be open."""
+def start(plan, spent=0.0):
+    """(Trainer, what auto-size chose and why, or None). The run directory must be open.
+    spent: seconds of the budget already used (the run's n-gram), which auto-size leaves out."""
     tcfg, choice, probe_seconds = plan.tcfg, None, 0.0
     if plan.auto_size:
         started = time.perf_counter()
-        tcfg, choice = _auto_size(plan)
+        tcfg, choice = _auto_size(plan, spent)
         probe_seconds = time.perf_counter() - started
     trainer = Trainer(tcfg, plan.corpus.vocab, plan.train_ids, plan.val_ids, plan.out,
                       plan.data_info, resume=plan.resume, base=plan.base)
@@ -171,8 +172,9 @@ def start(plan):
     return trainer, choice and choice.reason
 
 
-def _auto_size(plan):
-    """Choose layers, hidden size and dropout for the time budget (charlm.train.autosize)."""
+def _auto_size(plan, spent=0.0):
+    """Choose layers, hidden size and dropout for the time budget less spent seconds
+    (charlm.train.autosize)."""
     tcfg, vocab = plan.tcfg, plan.corpus.vocab
 
     def time_step(layers, hidden):
@@ -188,7 +190,8 @@ def _auto_size(plan):
             times.append(time.perf_counter() - started)
         return min(times[1:])
 
-    choice = autosize.choose(tcfg.cell, vocab.size, len(plan.train_ids), tcfg.time_budget,
+    budget = max(tcfg.time_budget - spent, tcfg.time_budget / 10)
+    choice = autosize.choose(tcfg.cell, vocab.size, len(plan.train_ids), budget,
                              tcfg.batch_size, tcfg.seq_len, time_step, tcfg.embed,
                              largevocab.autosize_view(tcfg, plan.train_ids),
                              directions=2 if tcfg.bidirectional else 1)
