@@ -66,18 +66,20 @@ def run_charlm(corpus, budget, workdir):
     return curve, final, out / "best.npz", info, wall
 
 
-def run_columns(run_dir, corpus, streams=1):
+def run_columns(run_dir, corpus, streams=1, model=None):
     """What one run gives a user beyond best.npz (charlm.train.mixture, charlm.lm.adapt), on
     validation with the default settings: its n-gram (ngram.npz), the model and the mixture
     (mix.npz), the model with --adapt (gradient RMS from the training split) and the mixture
-    with --adapt (the RMS stored in mix.npz)."""
+    with --adapt (the RMS stored in mix.npz). model: the model's figure at these streams,
+    when the caller has it."""
     def nats(checkpoint, *extra):
         return charlm_json("eval", "perplexity", run_dir / checkpoint, "--corpus", corpus,
                            "--split", "val", "--streams", streams, "--json",
                            *extra)["nats_per_char"]
 
     started = time.perf_counter()
-    columns = {"ngram": nats("ngram.npz"), "model": nats("best.npz"), "mix": nats("mix.npz"),
+    columns = {"ngram": nats("ngram.npz"),
+               "model": nats("best.npz") if model is None else model, "mix": nats("mix.npz"),
                "adapt": nats("best.npz", "--adapt"), "both": nats("mix.npz", "--adapt")}
     print(f"  n-gram {columns['ngram']:.4f}, mixture {columns['mix']:.4f}, adapted "
           f"{columns['adapt']:.4f}, both {columns['both']:.4f} ({streams} stream(s), "
@@ -283,7 +285,7 @@ def main():
             samples[budget] = sample_text(ckpt)
             row = {"budget": budget, "charlm": final, "size": size, "wall": wall,
                    "steps": info["step"], "ngram": ngram}
-            row.update(renamed(run_columns(ckpt.parent, args.corpus)))
+            row.update(renamed(run_columns(ckpt.parent, args.corpus, model=final)))
             print(f"{budget:g} s: charlm {final:.4f} ({size}, {info['step']} steps, "
                   f"{wall:.0f} s wall)", flush=True)
             if have_torch and budget <= args.torch_max_budget:
@@ -315,7 +317,9 @@ def main_large_vocab(args, budgets, have_torch):
             row = {"budget": budget, "charlm": final, "size": size, "steps": info["step"],
                    "ngram": ngram, "order": order}
             streams = 1 if info["data"]["val_chars"] < 100_000 else 16
-            row.update(renamed(run_columns(ckpt.parent, args.corpus, streams)), streams=streams)
+            model = final if streams == 1 else None               # final is one stream's
+            row.update(renamed(run_columns(ckpt.parent, args.corpus, streams, model)),
+                       streams=streams)
             print(f"{budget:g} s: charlm {final:.4f} ({size}, {info['step']} steps, "
                   f"{wall:.0f} s wall)", flush=True)
             if have_torch and budget <= args.torch_max_budget:

@@ -34,7 +34,7 @@ class RunMixture:
     def __init__(self, train_ids, val_ids, vocab, out, val_frac, data_info):
         started = time.perf_counter()
         self.trainer, self.val_ids = None, val_ids
-        model, self.order_scores = ngram.choose_and_fit(train_ids, vocab.size)
+        model, _ = ngram.choose_and_fit(train_ids, vocab.size)
         self.ngram_val, self.ngram_log_probs = None, None
         if len(val_ids) >= 2:            # kept for the mixture: (N - 1,) per position
             self.ngram_log_probs = kneser_ney.log_prob_stream(model, val_ids)
